@@ -1,0 +1,1 @@
+"""lossboard.dashboard"""

@@ -1,0 +1,700 @@
+"""One file = one transaction: stage, validate, dedupe, insert, audit.
+
+For each file the user pointed at:
+
+1. **hash** the bytes; a file whose content hash was already ingested is skipped;
+2. **snapshot** what validation needs from the database (PII salt, column registry, models)
+   through a short read-only connection;
+3. **stage** in a private in-memory DuckDB (spilling to a temp folder past ``memory_limit``):
+   read the file with DuckDB's reader, type it, give every bad row a reason, mark duplicates
+   inside the file. The database file is not open during this, the long part, so the
+   dashboard keeps reading;
+4. **merge**: attach the database read-write (retrying while a reader holds it), classify rows
+   that already exist (identical -> duplicate, different -> conflict), then in ONE transaction
+   add new columns, insert accepted rows, quarantined rows and the ``ingest_runs`` row. A crash
+   before COMMIT leaves none of the file; a crash after leaves all of it.
+
+Every row read ends up in exactly one of accepted / duplicate / quarantined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+
+from lossboard.db import DEFAULT_LOCK_TIMEOUT_S, read_connection, retry_on_lock, write_connection
+from lossboard.errors import IngestError, LossboardError
+from lossboard.ingest import readers, schema, validate
+from lossboard.ingest.mapping import (
+    Config, MappingOptions, ResolvedMapping, SourceColumn, is_numeric_type, resolve,
+)
+from lossboard.sql import quote_ident as q
+from lossboard.sql import quote_literal
+
+_ATTACH_ALIAS = "lb"
+_T = f"{_ATTACH_ALIAS}.main"  # qualified prefix of the main database's tables
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Everything an ingest needs besides the files."""
+
+    db_path: Path
+    flags: MappingOptions = field(default_factory=MappingOptions)
+    config: Config = field(default_factory=lambda: Config(path=None))
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    memory_limit: str = "1GB"
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file. ``n_read == n_accepted + n_duplicate + n_quarantined``."""
+
+    path: str
+    status: str  # ok | rejected | skipped
+    kind: str | None = None
+    content_hash: str | None = None
+    file_id: int | None = None
+    n_read: int = 0
+    n_accepted: int = 0
+    n_duplicate: int = 0
+    n_quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    n_unmatched_labels: int | None = None
+    n_label_before_prediction: int | None = None
+    new_columns: tuple[str, ...] = ()
+    message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The result of one ``lossboard ingest`` run over one or more files."""
+
+    run_id: str
+    db_path: str
+    files: tuple[FileResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status != "rejected" for f in self.files)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("n_read", "n_accepted", "n_duplicate", "n_quarantined")
+        return {k: sum(getattr(f, k) for f in self.files) for k in keys}
+
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.files:
+            for reason, n in f.reasons.items():
+                out[reason] = out.get(reason, 0) + n
+        return dict(sorted(out.items()))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "db": self.db_path,
+            "ok": self.ok,
+            "totals": self.totals(),
+            "reasons": self.reasons(),
+            "files": [
+                {**asdict(f), "new_columns": list(f.new_columns)} for f in self.files
+            ],
+        }
+
+
+class ProgressSink(Protocol):
+    """Where an ingest reports progress (the CLI draws a rich progress bar)."""
+
+    def file_started(self, label: str, index: int, total: int) -> None: ...
+
+    def stage(self, name: str, fraction: float | None) -> None: ...
+
+    def file_done(self, result: FileResult) -> None: ...
+
+
+class NullProgress:
+    def file_started(self, label: str, index: int, total: int) -> None:
+        pass
+
+    def stage(self, name: str, fraction: float | None) -> None:
+        pass
+
+    def file_done(self, result: FileResult) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- entry point
+def ingest(targets: list[str | Path], options: IngestOptions,
+           progress: ProgressSink | None = None) -> IngestReport:
+    """Ingest every file that ``targets`` (files, globs, directories) name, one transaction each.
+
+    A target that names nothing readable is reported as a rejected entry; the other files still
+    go in. Returns the per-file accounting; never raises for a bad file.
+    """
+    sink = progress or NullProgress()
+    run_id = uuid.uuid4().hex[:12]
+    sources: list[readers.SourceFile] = []
+    results: list[FileResult] = []
+    for target in targets:
+        try:
+            sources.extend(readers.expand(target))
+        except IngestError as exc:
+            results.append(FileResult(path=str(target), status="rejected", message=str(exc)))
+    for i, src in enumerate(sources):
+        sink.file_started(src.label, i, len(sources))
+        result = ingest_file(src, options, run_id, sink)
+        results.append(result)
+        sink.file_done(result)
+    return IngestReport(run_id=run_id, db_path=str(options.db_path), files=tuple(results))
+
+
+def ingest_file(src: readers.SourceFile, options: IngestOptions, run_id: str,
+                sink: ProgressSink | None = None) -> FileResult:
+    """Ingest one file in one transaction; a bad file comes back with status ``rejected``."""
+    sink = sink or NullProgress()
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    content_hash: str | None = None
+    try:
+        sink.stage("hashing", None)
+        content_hash = sha256_file(src.path)
+        snap = _snapshot(options, content_hash)
+        if snap.already_ingested is not None:
+            return _record_skip(src, options, run_id, content_hash, snap.already_ingested,
+                                started, t0)
+        with _staging_connection(options) as con:
+            staged = _stage(con, src, options, snap, started, sink)
+            t_read = time.perf_counter() - t0
+            sink.stage("merging", None)
+            return _merge(con, src, options, run_id, content_hash, staged, started, t0, t_read)
+    except LossboardError as exc:
+        return _record_reject(src, options, run_id, content_hash, str(exc), started, t0)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"{src.label}: DuckDB failed while ingesting: {first}"
+        return _record_reject(src, options, run_id, content_hash, message, started, t0)
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- snapshot
+@dataclass(frozen=True)
+class _Snapshot:
+    salt: str
+    columns: dict[str, dict[str, schema.ColumnInfo]]
+    models: list[tuple[str, str, list[str] | None]]
+    already_ingested: str | None  # description of the earlier run, when the hash is known
+
+
+def ensure_database(db_path: Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+    """Create the database file and its tables if missing; upgrade an older schema."""
+    needs = not db_path.exists()
+    if not needs:
+        with read_connection(db_path, timeout_s) as con:
+            has_meta = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+            ).fetchone()[0]
+            version = schema.read_meta(con, "schema_version") if has_meta else None
+        needs = version is None or int(version) < schema.SCHEMA_VERSION
+    if needs:
+        with write_connection(db_path, timeout_s) as con:
+            schema.create_schema(con)
+
+
+def _snapshot(options: IngestOptions, content_hash: str) -> _Snapshot:
+    ensure_database(options.db_path, options.lock_timeout_s)
+    with read_connection(options.db_path, options.lock_timeout_s) as con:
+        salt = schema.read_meta(con, "pii_salt") or ""
+        cols = {kind: schema.read_columns(con, kind) for kind in schema.KINDS}
+        models = con.execute("SELECT model, task, classes FROM models ORDER BY model").fetchall()
+        already = _already_ingested(con, content_hash, "")
+    return _Snapshot(salt=salt, columns=cols, models=models, already_ingested=already)
+
+
+def _already_ingested(con: duckdb.DuckDBPyConnection, content_hash: str, prefix: str) -> str | None:
+    row = con.execute(
+        f"SELECT path, kind, run_id, finished_at FROM {prefix}ingest_runs "
+        "WHERE content_hash = ? AND status = 'ok' ORDER BY file_id LIMIT 1",
+        [content_hash],
+    ).fetchone()
+    if row is None:
+        return None
+    return (f"already ingested as {row[1]} from {row[0]} (run {row[2]}, "
+            f"{row[3]:%Y-%m-%d %H:%M:%S} UTC)")
+
+
+# --------------------------------------------------------------------------- staging
+@contextmanager
+def _staging_connection(options: IngestOptions) -> Iterator[duckdb.DuckDBPyConnection]:
+    spill = tempfile.mkdtemp(prefix="lossboard-stage-")
+    config: dict[str, Any] = {"memory_limit": options.memory_limit, "temp_directory": spill}
+    if options.threads:
+        config["threads"] = options.threads
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        # Progress is tracked only with the progress bar on; we poll it, DuckDB must not print.
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    mapping: ResolvedMapping
+    extras: list[validate.ExtraColumn]
+    new_extras: list[validate.ExtraColumn]
+    n_read: int
+    n_rejects: int
+    classes: list[str] | None
+    task: str | None
+    snapshot: _Snapshot
+    warnings: tuple[str, ...]
+
+
+def _set_timezone(con: duckdb.DuckDBPyConnection, tz: str, label: str) -> None:
+    known = con.execute("SELECT count(*) FROM pg_timezone_names() WHERE name = ?", [tz]).fetchone()[0]
+    if not known:
+        raise IngestError(f"{label}: unknown time zone {tz!r} (use an IANA name such as "
+                          "'UTC' or 'Europe/Berlin')")
+    con.execute(f"SET TimeZone = {quote_literal(tz)}")
+
+
+def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, params: Any,
+                       report: Callable[[float | None], None]) -> None:
+    """Execute ``sql``, polling DuckDB's own progress estimate into ``report`` meanwhile."""
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.25):
+            try:
+                pct = con.query_progress()
+            except duckdb.Error:
+                pct = -1
+            report(pct / 100.0 if pct is not None and pct >= 0 else None)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        con.execute(sql, params)
+    finally:
+        done.set()
+        thread.join()
+
+
+def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: IngestOptions,
+           snap: _Snapshot, started: datetime, sink: ProgressSink) -> _Staged:
+    sniffed = readers.describe(con, src)
+    sniffed_types = dict(sniffed)
+    kind_hint = options.flags.kind
+    registered_roles = {}
+    for kind in ([kind_hint] if kind_hint else schema.KINDS):
+        registered_roles.update({n: c.role for n, c in snap.columns[kind].items()})
+    columns = [SourceColumn(n, t) for n, t in sniffed]
+    # Resolve once before reading: a file lacking a required field is rejected right away.
+    mapping = resolve(src.label, columns, options.flags, options.config, registered_roles)
+    _set_timezone(con, mapping.timezone, src.label)
+
+    sink.stage("reading", 0.0)
+    try:
+        _run_with_progress(con, f"CREATE TABLE raw AS SELECT * FROM {readers.reader_sql(src)}",
+                           {"path": str(src.path)}, lambda f: sink.stage("reading", f))
+    except duckdb.Error as exc:
+        text = str(exc).strip().splitlines()[0]
+        raise IngestError(f"{src.label}: cannot be read as {src.format.upper()}: {text}") from exc
+    raw_types = dict((r[0], r[1]) for r in con.execute("DESCRIBE raw").fetchall())
+    n_parsed = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    rejects = _reject_lines(con) if src.format in ("csv", "tsv") else []
+
+    # Role inference needs the number of distinct values of text columns nobody named.
+    reg = snap.columns[mapping.kind]
+    text_unnamed = [n for n, role_src in mapping.role_sources.items()
+                    if role_src == "inferred" and sniffed_types.get(n, "").upper() in ("VARCHAR", "BOOLEAN")]
+    distinct: dict[str, int] = {}
+    if text_unnamed:
+        sel = ", ".join(f"approx_count_distinct({q(n)})" for n in text_unnamed)
+        distinct = dict(zip(text_unnamed, con.execute(f"SELECT {sel} FROM raw").fetchone()))
+    registered_roles = {n: c.role for n, c in reg.items()}
+    columns = [SourceColumn(n, t, distinct.get(n)) for n, t in sniffed]
+    mapping = resolve(src.label, columns, options.flags, options.config, registered_roles)
+
+    extras, new_extras, warnings = _plan_extras(mapping, raw_types, sniffed_types, reg, src)
+    task, classes, n_classes = _model_shape(con, mapping, raw_types, snap, src)
+    con.execute("CREATE TABLE lb_models (model VARCHAR, task VARCHAR, classes VARCHAR[])")
+    if snap.models:
+        con.executemany("INSERT INTO lb_models VALUES (?, ?, ?)", [list(m) for m in snap.models])
+
+    sink.stage("validating", None)
+    staging = validate.staging_sql(mapping, raw_types, extras, n_classes)
+    params = {"salt": snap.salt, "ingest_ts": started, "model": mapping.constants.get("model"),
+              "model_version": mapping.constants.get("model_version"), "n_classes": n_classes}
+    used = {k: v for k, v in params.items() if f"${k}" in staging.sql}
+    con.execute(staging.sql, used)
+    con.execute(validate.within_file_dedupe_sql(mapping.kind))
+    if rejects:
+        _renumber_around_rejects(con, n_parsed, [line - 1 for line, _, _ in rejects])
+    return _Staged(mapping=mapping, extras=extras, new_extras=new_extras,
+                   n_read=n_parsed + len(rejects), n_rejects=len(rejects), classes=classes,
+                   task=task, snapshot=snap, warnings=tuple(warnings))
+
+
+def _reject_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
+    """(line, error, raw line) for each line the CSV reader could not parse, first error each."""
+    try:
+        return con.execute(
+            f"SELECT line, arg_min(error_message, column_idx), arg_min(csv_line, column_idx) "
+            f"FROM {readers.REJECTS_TABLE} GROUP BY line ORDER BY line"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return []
+
+
+def _renumber_around_rejects(con: duckdb.DuckDBPyConnection, n_parsed: int,
+                             reject_ordinals: list[int]) -> None:
+    # Parsed rows skip the rejected lines, so the k-th parsed row is the k-th record
+    # position not taken by a reject. Only runs when the file had malformed lines.
+    con.execute("CREATE TEMP TABLE lb_reject_ord AS SELECT unnest(?::BIGINT[]) AS o", [reject_ordinals])
+    con.execute(
+        """UPDATE staged SET _lb_row_number = m.o FROM (
+             SELECT o, row_number() OVER (ORDER BY o) - 1 AS k
+             FROM range(1, ? + 1) t(o) WHERE o NOT IN (SELECT o FROM lb_reject_ord)) m
+           WHERE m.k = staged._lb_ord""",
+        [n_parsed + len(reject_ordinals)],
+    )
+
+
+def _plan_extras(mapping: ResolvedMapping, raw_types: dict[str, str], sniffed: dict[str, str],
+                 registered: dict[str, schema.ColumnInfo], src: readers.SourceFile
+                 ) -> tuple[list[validate.ExtraColumn], list[validate.ExtraColumn], list[str]]:
+    extras, new, warnings = [], [], []
+    for i, (name, role) in enumerate(mapping.roles.items()):
+        target = name if name not in schema.RESERVED_NAMES and not name.startswith("_lb_") else f"src_{name}"
+        if target != name:
+            warnings.append(f"column {name!r} collides with a lossboard field and is stored as {target!r}")
+        reg = registered.get(target)
+        if role == "pii" or (reg is not None and reg.role == "pii"):
+            role, target_type = "pii", "VARCHAR"
+        elif reg is not None:
+            target_type = reg.sql_type
+        else:
+            target_type = sniffed.get(name, raw_types[name])
+            if target_type.upper() == "NULL" or raw_types[name].upper() == "NULL":
+                target_type = "VARCHAR"
+        x = validate.ExtraColumn(source=name, target=target, role=role,
+                                 source_type=raw_types[name], target_type=target_type,
+                                 staged=f"_lb_x{i}")
+        extras.append(x)
+        if reg is None:
+            new.append(x)
+    return extras, new, warnings
+
+
+def _model_shape(con: duckdb.DuckDBPyConnection, mapping: ResolvedMapping, raw_types: dict[str, str],
+                 snap: _Snapshot, src: readers.SourceFile) -> tuple[str | None, list[str] | None, int | None]:
+    """(task, classes, n_classes) the file's scores imply; checked against the registry later."""
+    if mapping.kind != "predictions":
+        return None, None, None
+    if mapping.class_probs:
+        classes = list(mapping.classes) or [c for c, _ in mapping.class_probs]
+        return "multiclass", classes, len(classes)
+    if "probs" in mapping.fields:
+        if mapping.classes:
+            return "multiclass", list(mapping.classes), len(mapping.classes)
+        registered = {m[0]: m for m in snap.models}
+        model = mapping.constants.get("model")
+        if model in registered and registered[model][2]:
+            classes = list(registered[model][2])
+            return "multiclass", classes, len(classes)
+        col = q(mapping.fields["probs"])
+        src_expr = f"TRY_CAST(trim({col}) AS DOUBLE[])" if raw_types[mapping.fields["probs"]] == "VARCHAR" else f"CAST({col} AS DOUBLE[])"
+        row = con.execute(f"SELECT mode(len({src_expr})) FROM raw").fetchone()
+        if row is None or row[0] is None:
+            raise IngestError(f"{src.label}: the probability lists are all empty; cannot tell the classes")
+        return "multiclass", [str(i) for i in range(int(row[0]))], int(row[0])
+    return "binary", ["0", "1"], None
+
+
+# --------------------------------------------------------------------------- merge
+@contextmanager
+def _attached(con: duckdb.DuckDBPyConnection, db_path: Path, timeout_s: float) -> Iterator[None]:
+    attach = f"ATTACH {quote_literal(str(db_path))} AS {_ATTACH_ALIAS}"
+    retry_on_lock(lambda: con.execute(attach), timeout_s, f"opening {db_path} for writing")
+    try:
+        yield
+    finally:
+        con.execute(f"DETACH {_ATTACH_ALIAS}")
+
+
+def _merge(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: IngestOptions,
+           run_id: str, content_hash: str, st: _Staged, started: datetime, t0: float,
+           t_read: float) -> FileResult:
+    m = st.mapping
+    table = f"{_T}.{schema.KIND_TABLE[m.kind]}"
+    t_merge0 = time.perf_counter()
+    with _attached(con, options.db_path, options.lock_timeout_s):
+        already = _already_ingested(con, content_hash, f"{_T}.")
+        if already is not None:
+            return _finish_skip(con, src, run_id, content_hash, already, started, t0)
+        _check_registry_unchanged(con, st, src)
+        model_rows = _check_models(con, st, src)
+        _classify_against_existing(con, m.kind, table)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            file_id = _next_file_id(con)
+            for x in st.new_extras:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {q(x.target)} {x.target_type}")
+                con.execute(f"INSERT INTO {_T}.columns VALUES (?, ?, ?, ?, ?, ?)",
+                            [m.kind, x.target, x.role, x.target_type, m.role_sources.get(x.source, "inferred"), file_id])
+            _update_roles(con, st)
+            for model, task, classes in model_rows:
+                con.execute(f"INSERT INTO {_T}.models VALUES (?, ?, ?, ?)", [model, task, classes, file_id])
+            _insert_rows(con, m.kind, table, st.extras, file_id)
+            _insert_quarantine(con, src, st, file_id)
+            counts = dict(con.execute(
+                "SELECT coalesce(_lb_reason, 'accepted'), count(*) FROM staged GROUP BY ALL").fetchall())
+            n_unmatched = n_before = None
+            if m.kind == "labels":
+                n_unmatched, n_before = _label_stats(con)
+            n_accepted = counts.pop("accepted", 0)
+            n_duplicate = counts.pop("duplicate", 0)
+            reasons = dict(counts)
+            if st.n_rejects:
+                reasons["malformed_row"] = reasons.get("malformed_row", 0) + st.n_rejects
+            n_quarantined = sum(reasons.values())
+            if n_accepted + n_duplicate + n_quarantined != st.n_read:
+                raise IngestError(f"{src.label}: internal accounting error: read {st.n_read} but "
+                                  f"accepted+duplicate+quarantined = "
+                                  f"{n_accepted + n_duplicate + n_quarantined}")
+            seconds_total = time.perf_counter() - t0
+            message = "; ".join(st.warnings) or None
+            _insert_run(con, file_id=file_id, run_id=run_id, path=src.label, content_hash=content_hash,
+                        kind=m.kind, status="ok", n_read=st.n_read, n_accepted=n_accepted,
+                        n_duplicate=n_duplicate, n_quarantined=n_quarantined,
+                        n_unmatched=n_unmatched, n_before=n_before, mapping=m.as_json(),
+                        message=message, started=started, seconds_read=t_read,
+                        seconds_merge=time.perf_counter() - t_merge0, seconds_total=seconds_total)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return FileResult(path=src.label, status="ok", kind=m.kind, content_hash=content_hash,
+                      file_id=file_id, n_read=st.n_read, n_accepted=n_accepted,
+                      n_duplicate=n_duplicate, n_quarantined=n_quarantined,
+                      reasons=dict(sorted(reasons.items())), n_unmatched_labels=n_unmatched,
+                      n_label_before_prediction=n_before,
+                      new_columns=tuple(x.target for x in st.new_extras), message=message,
+                      seconds=time.perf_counter() - t0)
+
+
+def _next_file_id(con: duckdb.DuckDBPyConnection) -> int:
+    # We hold the file's write lock, so max + 1 cannot race with another writer.
+    return con.execute(f"SELECT coalesce(max(file_id), 0) + 1 FROM {_T}.ingest_runs").fetchone()[0]
+
+
+def _check_registry_unchanged(con: duckdb.DuckDBPyConnection, st: _Staged, src: readers.SourceFile) -> None:
+    now = schema.read_columns(con, st.mapping.kind, _T)
+    before = st.snapshot.columns[st.mapping.kind]
+    changed = [n for n in set(now) | set(before)
+               if (n in now) != (n in before) or (n in now and now[n].sql_type != before[n].sql_type)]
+    if changed:
+        raise IngestError(f"{src.label}: another ingest registered columns {sorted(changed)} while "
+                          "this file was being read; run the ingest again")
+
+
+def _check_models(con: duckdb.DuckDBPyConnection, st: _Staged, src: readers.SourceFile
+                  ) -> list[tuple[str, str, list[str] | None]]:
+    """New models to register; a model whose task or classes differ from the registry rejects
+    the file (probabilities in a different class order would silently mean other classes)."""
+    if st.mapping.kind != "predictions":
+        return []
+    models = [r[0] for r in con.execute(
+        "SELECT DISTINCT model FROM staged WHERE _lb_reason IS NULL ORDER BY model").fetchall()]
+    registered = {r[0]: (r[1], r[2]) for r in con.execute(
+        f"SELECT model, task, classes FROM {_T}.models").fetchall()}
+    new = []
+    for model in models:
+        if model in registered:
+            task, classes = registered[model]
+            if task != st.task or list(classes or []) != list(st.classes or []):
+                raise IngestError(
+                    f"{src.label}: model {model!r} is registered as {task} with classes "
+                    f"{list(classes or [])}, but this file scores it as {st.task} with classes "
+                    f"{st.classes}; map it as the same shape or use another model name")
+        else:
+            new.append((model, st.task or "binary", st.classes))
+    return new
+
+
+def _classify_against_existing(con: duckdb.DuckDBPyConnection, kind: str, table: str) -> None:
+    _, conflict = validate.DEDUPE_KEYS[kind]
+    on = validate.key_match(kind, "e", "s")
+    con.execute(f"""UPDATE staged SET
+      _lb_reason = CASE WHEN x.same THEN 'duplicate' ELSE '{conflict}' END,
+      _lb_detail = CASE WHEN x.same THEN 'already in the database (file ' || x.file_id || ', row ' || x.row_number || ')'
+                   ELSE 'differs from the row already in the database (file ' || x.file_id || ', row '
+                        || x.row_number || '), which was kept' END
+    FROM (SELECT s._lb_ord, s._lb_row_hash = e._lb_row_hash AS same, e._lb_file_id AS file_id,
+                 e._lb_row_number AS row_number
+          FROM staged s JOIN {table} e ON {on} WHERE s._lb_reason IS NULL) x
+    WHERE staged._lb_ord = x._lb_ord""")
+
+
+def _update_roles(con: duckdb.DuckDBPyConnection, st: _Staged) -> None:
+    """A role given explicitly (flag or config) for an already registered column wins."""
+    new = {x.target for x in st.new_extras}
+    for x in st.extras:
+        source = st.mapping.role_sources.get(x.source)
+        if x.target in new or source not in ("flag", "config") or x.role == "pii":
+            continue
+        con.execute(f"UPDATE {_T}.columns SET role = ?, role_source = ? WHERE kind = ? AND name = ? "
+                    "AND role <> 'pii'", [x.role, source, st.mapping.kind, x.target])
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, kind: str, table: str,
+                 extras: list[validate.ExtraColumn], file_id: int) -> None:
+    contract = [c for c, _ in schema.CONTRACT_COLUMNS[kind]]
+    target_cols = contract + ["_lb_file_id", "_lb_row_number", "_lb_row_hash"] + [x.target for x in extras]
+    select = contract + ["$file_id", "_lb_row_number", "_lb_row_hash"] + [x.staged for x in extras]
+    con.execute(
+        f"INSERT INTO {table} ({', '.join(q(c) for c in target_cols)}) "
+        f"SELECT {', '.join(c if c.startswith('$') else q(c) for c in select)} "
+        "FROM staged WHERE _lb_reason IS NULL ORDER BY _lb_ord",
+        {"file_id": file_id},
+    )
+
+
+def _raw_json(st: _Staged) -> str:
+    """The raw row as JSON, with PII columns replaced by their salted hash."""
+    pii = set(st.mapping.pii_columns)
+    parts = [f"{q(name)} := {validate.pii_hash('r.' + q(name)) if name in pii else 'r.' + q(name)}"
+             for name in _raw_columns(st)]
+    return f"to_json(struct_pack({', '.join(parts)}))"
+
+
+def _raw_columns(st: _Staged) -> list[str]:
+    m = st.mapping
+    return list(dict.fromkeys(list(m.fields.values()) + [c for _, c in m.class_probs] + list(m.roles)))
+
+
+def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, st: _Staged,
+                       file_id: int) -> None:
+    con.execute(
+        f"""INSERT INTO {_T}.quarantine
+        SELECT $file_id, $path, $kind, s._lb_row_number, s._lb_reason, s._lb_detail, {_raw_json(st)}
+        FROM staged s JOIN raw r ON r.rowid = s._lb_ord
+        WHERE s._lb_reason IS NOT NULL AND s._lb_reason <> 'duplicate'
+        ORDER BY s._lb_ord""",
+        {"file_id": file_id, "path": src.label, "kind": st.mapping.kind, "salt": st.snapshot.salt},
+    )
+    if st.n_rejects:
+        # A line the reader could not split cannot have its PII columns found, so when the
+        # file has PII the raw line is withheld and only its hash is kept.
+        raw = ("json_object('line_sha256', sha256(arg_min(csv_line, column_idx)), 'note', "
+               "'raw line withheld: the file has PII columns')" if st.mapping.pii_columns
+               else "json_object('line', arg_min(csv_line, column_idx))")
+        con.execute(
+            f"""INSERT INTO {_T}.quarantine
+            SELECT $file_id, $path, $kind, line - 1, 'malformed_row',
+                   arg_min(error_message, column_idx), {raw}
+            FROM {readers.REJECTS_TABLE} GROUP BY line ORDER BY line""",
+            {"file_id": file_id, "path": src.label, "kind": st.mapping.kind},
+        )
+
+
+def _label_stats(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(labels of this file with no prediction yet, labels timed before their prediction)."""
+    row = con.execute(f"""
+        SELECT count(*) FILTER (WHERE NOT matched), count(*) FILTER (WHERE early)
+        FROM (
+          SELECT l._lb_ord, bool_or(p.request_id IS NOT NULL) AS matched,
+                 coalesce(bool_or(l.label_ts < p.ts), false) AS early
+          FROM staged l
+          LEFT JOIN {_T}.predictions p
+            ON p.request_id = l.request_id AND (l.model IS NULL OR l.model = p.model)
+          WHERE l._lb_reason IS NULL
+          GROUP BY l._lb_ord)""").fetchone()
+    return int(row[0]), int(row[1])
+
+
+def _insert_run(con: duckdb.DuckDBPyConnection, *, file_id: int, run_id: str, path: str,
+                content_hash: str | None, kind: str | None, status: str, n_read: int,
+                n_accepted: int, n_duplicate: int, n_quarantined: int, n_unmatched: int | None,
+                n_before: int | None, mapping: dict[str, Any] | None, message: str | None,
+                started: datetime, seconds_read: float | None, seconds_merge: float | None,
+                seconds_total: float, prefix: str = f"{_T}.") -> None:
+    con.execute(
+        f"INSERT INTO {prefix}ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?)",
+        [file_id, run_id, path, content_hash, kind, status, n_read, n_accepted, n_duplicate,
+         n_quarantined, n_unmatched, n_before, json.dumps(mapping) if mapping else None,
+         message, started, seconds_read, seconds_merge, seconds_total],
+    )
+
+
+def _finish_skip(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, run_id: str,
+                 content_hash: str, already: str, started: datetime, t0: float) -> FileResult:
+    file_id = _next_file_id(con)
+    _insert_run(con, file_id=file_id, run_id=run_id, path=src.label, content_hash=content_hash,
+                kind=None, status="skipped", n_read=0, n_accepted=0, n_duplicate=0,
+                n_quarantined=0, n_unmatched=None, n_before=None, mapping=None, message=already,
+                started=started, seconds_read=None, seconds_merge=None,
+                seconds_total=time.perf_counter() - t0)
+    return FileResult(path=src.label, status="skipped", content_hash=content_hash, file_id=file_id,
+                      message=already, seconds=time.perf_counter() - t0)
+
+
+def _record_skip(src: readers.SourceFile, options: IngestOptions, run_id: str, content_hash: str,
+                 already: str, started: datetime, t0: float) -> FileResult:
+    con = duckdb.connect(":memory:")
+    try:
+        with _attached(con, options.db_path, options.lock_timeout_s):
+            return _finish_skip(con, src, run_id, content_hash, already, started, t0)
+    finally:
+        con.close()
+
+
+def _record_reject(src: readers.SourceFile, options: IngestOptions, run_id: str,
+                   content_hash: str | None, message: str, started: datetime, t0: float) -> FileResult:
+    """Record that a file was rejected (nothing of its rows is written), then report it."""
+    seconds = time.perf_counter() - t0
+    file_id: int | None = None
+    if Path(options.db_path).exists():
+        con = duckdb.connect(":memory:")
+        try:
+            with _attached(con, options.db_path, options.lock_timeout_s):
+                file_id = _next_file_id(con)
+                _insert_run(con, file_id=file_id, run_id=run_id, path=src.label,
+                            content_hash=content_hash, kind=None, status="rejected", n_read=0,
+                            n_accepted=0, n_duplicate=0, n_quarantined=0, n_unmatched=None,
+                            n_before=None, mapping=None, message=message, started=started,
+                            seconds_read=None, seconds_merge=None, seconds_total=seconds)
+        except LossboardError as exc:
+            # The database stayed busy: the rejection is still reported on the command line.
+            message = f"{message} (not recorded in ingest_runs: {exc})"
+        finally:
+            con.close()
+    return FileResult(path=src.label, status="rejected", content_hash=content_hash,
+                      file_id=file_id, message=message, seconds=seconds)

@@ -1,0 +1,138 @@
+"""Find the files a user pointed at and read them with DuckDB's own readers.
+
+Supported: CSV, TSV, Parquet, JSON lines (and JSON arrays), each optionally gzip-compressed
+(Parquet compresses internally); a single file, a glob, or a directory (searched recursively,
+hive-partitioned ``key=value/`` folders become columns). No hand-written parsers: DuckDB's
+``read_csv`` / ``read_parquet`` / ``read_json`` do the parsing.
+
+CSV is read with every column as text (``all_varchar``) so that one odd value deep in a file
+becomes a quarantined row with a reason instead of failing the whole file; lossboard then
+types the columns itself (:mod:`lossboard.ingest.validate`), using the types DuckDB's sniffer
+guessed. Lines the CSV reader cannot split into the header's columns are captured with
+``store_rejects`` and quarantined as ``malformed_row``.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from lossboard.errors import IngestError
+
+_FORMATS: tuple[tuple[str, str], ...] = (
+    (".csv.gz", "csv"), (".csv", "csv"), (".tsv.gz", "tsv"), (".tsv", "tsv"),
+    (".tab", "tsv"), (".txt.gz", "csv"), (".parquet", "parquet"), (".pq", "parquet"),
+    (".jsonl.gz", "json"), (".jsonl", "json"), (".ndjson.gz", "json"), (".ndjson", "json"),
+    (".json.gz", "json"), (".json", "json"),
+)
+SUPPORTED_SUFFIXES = tuple(s for s, _ in _FORMATS)
+_HIVE_PART = re.compile(r"^[^=/]+=[^/]*$")
+
+#: Names of the temp tables DuckDB's CSV reader fills with lines it could not parse.
+REJECTS_TABLE = "lb_rejects"
+REJECTS_SCAN_TABLE = "lb_rejects_scan"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file to ingest, with the reader that will read it."""
+
+    path: Path
+    format: str  # csv | tsv | parquet | json
+    hive: bool
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+
+def detect_format(path: Path) -> str | None:
+    name = path.name.lower()
+    for suffix, fmt in _FORMATS:
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def _is_data_file(path: Path) -> bool:
+    return (path.is_file() and not path.name.startswith((".", "_"))
+            and detect_format(path) is not None)
+
+
+def expand(target: str | Path) -> list[SourceFile]:
+    """The files ``target`` names: a file, a glob pattern, or a directory (recursive).
+
+    Files are returned sorted by path so that ingest order (and so which of two conflicting
+    rows is kept) does not depend on the file system's listing order.
+    """
+    text = str(target)
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if _is_data_file(p))
+        root = path
+        if not files:
+            raise IngestError(f"{text}: directory holds no files lossboard can read "
+                              f"(supported: {', '.join(SUPPORTED_SUFFIXES)})")
+    elif any(ch in text for ch in "*?["):
+        files = sorted(Path(p) for p in globlib.glob(text, recursive=True) if _is_data_file(Path(p)))
+        root = Path(text.split("*")[0].split("?")[0].split("[")[0] or ".")
+        if not files:
+            raise IngestError(f"{text}: the pattern matches no readable file")
+    elif path.is_file():
+        if detect_format(path) is None:
+            raise IngestError(f"{text}: unknown file type; lossboard reads "
+                              f"{', '.join(SUPPORTED_SUFFIXES)}")
+        files, root = [path], path.parent
+    else:
+        raise IngestError(f"{text}: no such file or directory")
+    out = []
+    for f in files:
+        try:
+            rel_parts = f.parent.relative_to(root if root.is_dir() else root.parent).parts
+        except ValueError:
+            rel_parts = f.parent.parts
+        hive = any(_HIVE_PART.match(part) for part in rel_parts)
+        out.append(SourceFile(path=f, format=detect_format(f) or "csv", hive=hive))
+    return out
+
+
+def reader_sql(src: SourceFile, *, typed: bool = False) -> str:
+    """A DuckDB table-function call reading ``src``; the path is bound as parameter ``$path``.
+
+    ``typed=False`` (the ingest read) keeps CSV values as text and records unparsable lines;
+    ``typed=True`` (the sniff) lets DuckDB guess column types.
+    """
+    hive = ", hive_partitioning = true" if src.hive else ""
+    if src.format in ("csv", "tsv"):
+        delim = ", delim = '\\t'" if src.format == "tsv" else ""
+        if typed:
+            return f"read_csv($path, header = true{delim}{hive}, ignore_errors = true)"
+        return (f"read_csv($path, header = true, all_varchar = true{delim}{hive}, "
+                f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
+                f"rejects_scan = '{REJECTS_SCAN_TABLE}')")
+    if src.format == "parquet":
+        return f"read_parquet($path{hive})"
+    return f"read_json($path, format = 'auto'{hive})"
+
+
+def describe(con: duckdb.DuckDBPyConnection, src: SourceFile) -> list[tuple[str, str]]:
+    """Column names and DuckDB's guessed types, without reading the whole file.
+
+    Raises :class:`IngestError` when DuckDB cannot read the file at all.
+    """
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {reader_sql(src, typed=True)}",
+                           {"path": str(src.path)}).fetchall()
+    except duckdb.Error as exc:
+        raise IngestError(f"{src.label}: cannot be read as {src.format.upper()}: "
+                          f"{_first_line(exc)}") from exc
+    return [(r[0], r[1]) for r in rows]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,234 @@
+"""The database's tables, the column roles and the schema version.
+
+Every later feature reads these tables, so they are a contract (docs/log-contract.md):
+
+``predictions``
+    one row per (model, request_id): ``ts`` (TIMESTAMPTZ, UTC), ``model``, ``model_version``,
+    the score as ``p`` (probability of class 1; for a logit input, its sigmoid), ``logit``
+    (as logged, else NULL) or ``probs`` (per-class probabilities in the model's class order,
+    see ``models``), ``weight`` (1 when not logged), then the user's own columns (segments,
+    features, activations, hashed PII, attributes) under their own names.
+``labels``
+    one row per (model, request_id); ``model`` NULL means "applies to any model" (label files
+    without a model column). ``label`` is canonical text: '0'/'1' for binary outcomes, the class
+    name otherwise. ``label_ts_source`` is 'file' or 'ingest_time' (the file had no label time).
+``kpis``
+    business KPI series, one row per (kpi, ts).
+``quarantine``
+    rows that were read but not accepted, with a stable reason code and the raw row as JSON
+    (PII hashed).
+``ingest_runs``
+    one row per file per ``lossboard ingest`` invocation: counts, timings, status. The identity
+    ``n_read = n_accepted + n_duplicate + n_quarantined`` holds on every row.
+``columns``
+    the registry of user columns per kind: role, type, where the role came from.
+``models``
+    per model: binary or multiclass, the class names in probability order.
+``meta``
+    key/value: schema version, the PII salt (created once, never shown), creation time.
+
+Bookkeeping columns on data tables (``file_id``, ``row_number``, ``row_hash``) start with
+``_lb_`` so they never collide with a user's column name.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import duckdb
+
+from lossboard.errors import SchemaError
+
+SCHEMA_VERSION = 1
+
+KINDS = ("predictions", "labels", "kpi")
+KIND_TABLE = {"predictions": "predictions", "labels": "labels", "kpi": "kpis"}
+
+#: Roles a user column can have. ``pii`` values are stored as salted hashes only.
+ROLES = ("segment", "feature", "activation", "pii", "attribute", "ignored")
+
+#: Stable reason codes for quarantined rows (docs/log-contract.md explains each).
+REASONS = (
+    "missing_request_id",
+    "missing_ts",
+    "bad_ts",
+    "missing_score",
+    "bad_score",
+    "score_out_of_range",
+    "bad_weight",
+    "missing_model",
+    "missing_model_version",
+    "bad_label",
+    "missing_kpi",
+    "bad_value",
+    "malformed_row",
+    "conflicting_duplicate",
+    "conflicting_label",
+)
+
+#: Contract columns of each data table, in storage order, with their SQL types.
+CONTRACT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "predictions": (
+        ("request_id", "VARCHAR NOT NULL"),
+        ("ts", "TIMESTAMPTZ NOT NULL"),
+        ("model", "VARCHAR NOT NULL"),
+        ("model_version", "VARCHAR NOT NULL"),
+        ("p", "DOUBLE"),
+        ("logit", "DOUBLE"),
+        ("probs", "DOUBLE[]"),
+        ("weight", "DOUBLE NOT NULL"),
+    ),
+    "labels": (
+        ("request_id", "VARCHAR NOT NULL"),
+        ("model", "VARCHAR"),
+        ("label", "VARCHAR NOT NULL"),
+        ("label_ts", "TIMESTAMPTZ NOT NULL"),
+        ("label_ts_source", "VARCHAR NOT NULL"),
+    ),
+    "kpi": (
+        ("ts", "TIMESTAMPTZ NOT NULL"),
+        ("kpi", "VARCHAR NOT NULL"),
+        ("value", "DOUBLE"),
+    ),
+}
+
+BOOKKEEPING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_lb_file_id", "BIGINT NOT NULL"),
+    ("_lb_row_number", "BIGINT NOT NULL"),
+    ("_lb_row_hash", "UBIGINT NOT NULL"),
+)
+
+RESERVED_NAMES = frozenset(
+    name for cols in CONTRACT_COLUMNS.values() for name, _ in cols
+) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS)
+
+
+def _data_table_ddl(kind: str) -> str:
+    cols = CONTRACT_COLUMNS[kind] + BOOKKEEPING_COLUMNS
+    body = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in cols)
+    return f"CREATE TABLE IF NOT EXISTS {KIND_TABLE[kind]} (\n  {body}\n)"
+
+
+_DDL: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+    "CREATE SEQUENCE IF NOT EXISTS ingest_file_id_seq START 1",
+    """CREATE TABLE IF NOT EXISTS ingest_runs (
+  file_id BIGINT PRIMARY KEY,
+  run_id VARCHAR NOT NULL,
+  path VARCHAR NOT NULL,
+  content_hash VARCHAR,
+  kind VARCHAR,
+  status VARCHAR NOT NULL,          -- ok | rejected | skipped
+  n_read BIGINT NOT NULL,
+  n_accepted BIGINT NOT NULL,
+  n_duplicate BIGINT NOT NULL,
+  n_quarantined BIGINT NOT NULL,
+  n_unmatched_labels BIGINT,
+  n_label_before_prediction BIGINT,
+  mapping JSON,
+  message VARCHAR,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ NOT NULL,
+  seconds_read DOUBLE,
+  seconds_merge DOUBLE,
+  seconds_total DOUBLE
+)""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+  file_id BIGINT NOT NULL,
+  source_file VARCHAR NOT NULL,
+  kind VARCHAR NOT NULL,
+  row_number BIGINT,
+  reason VARCHAR NOT NULL,
+  detail VARCHAR,
+  raw JSON
+)""",
+    """CREATE TABLE IF NOT EXISTS columns (
+  kind VARCHAR NOT NULL,
+  name VARCHAR NOT NULL,
+  role VARCHAR NOT NULL,
+  sql_type VARCHAR NOT NULL,
+  role_source VARCHAR NOT NULL,     -- flag | config | inferred | override
+  first_file_id BIGINT,
+  PRIMARY KEY (kind, name)
+)""",
+    """CREATE TABLE IF NOT EXISTS models (
+  model VARCHAR PRIMARY KEY,
+  task VARCHAR NOT NULL,            -- binary | multiclass
+  classes VARCHAR[],
+  first_file_id BIGINT
+)""",
+    _data_table_ddl("predictions"),
+    _data_table_ddl("labels"),
+    _data_table_ddl("kpi"),
+    # Labels join predictions on request_id and model; a label without a model applies to
+    # every model that scored that request. Kept as a view: the analysis layer may replace it
+    # with a materialized join if a benchmark says so.
+    """CREATE OR REPLACE VIEW labelled AS
+SELECT p.*, l.label, l.label_ts, l.label_ts_source,
+       l.label_ts < p.ts AS label_before_prediction
+FROM predictions p
+JOIN labels l ON l.request_id = p.request_id AND (l.model IS NULL OR l.model = p.model)""",
+    """CREATE OR REPLACE VIEW unmatched_labels AS
+SELECT l.* FROM labels l
+WHERE NOT EXISTS (
+  SELECT 1 FROM predictions p
+  WHERE p.request_id = l.request_id AND (l.model IS NULL OR l.model = p.model)
+)""",
+)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One user column as registered in the ``columns`` table."""
+
+    kind: str
+    name: str
+    role: str
+    sql_type: str
+    role_source: str
+
+
+def create_schema(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
+    """Create every table and view if missing, the PII salt once, and check the version.
+
+    ``catalog`` names an attached database to create the schema in (the ingest attaches the
+    main database to its staging connection); ``None`` means the connection's own database.
+    """
+    if catalog is not None:
+        con.execute(f"USE {catalog}")
+    try:
+        for ddl in _DDL:
+            con.execute(ddl)
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            con.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?), ('pii_salt', ?), "
+                "('created_at', CAST(now() AS VARCHAR))",
+                [str(SCHEMA_VERSION), secrets.token_hex(16)],
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the database has schema version {row[0]}, newer than this lossboard "
+                f"understands ({SCHEMA_VERSION}); upgrade lossboard"
+            )
+    finally:
+        if catalog is not None:
+            con.execute("USE memory")
+
+
+def read_columns(con: duckdb.DuckDBPyConnection, kind: str, catalog: str = "") -> dict[str, ColumnInfo]:
+    """The registered user columns of ``kind``, by name."""
+    prefix = f"{catalog}." if catalog else ""
+    rows = con.execute(
+        f"SELECT kind, name, role, sql_type, role_source FROM {prefix}columns "
+        "WHERE kind = ? ORDER BY name",
+        [kind],
+    ).fetchall()
+    return {r[1]: ColumnInfo(*r) for r in rows}
+
+
+def read_meta(con: duckdb.DuckDBPyConnection, key: str, catalog: str = "") -> str | None:
+    prefix = f"{catalog}." if catalog else ""
+    row = con.execute(f"SELECT value FROM {prefix}meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else row[0]
