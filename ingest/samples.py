@@ -233,8 +233,8 @@ def _timestamps_us(rng: np.random.Generator, n: int, s: _Schedule) -> np.ndarray
 
 
 def _label_lag_us(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Lognormal lag, median 8 h, p90 ~1.6 d; the tail past 5 d is folded into [2 d, 5 d]."""
-    hours = np.exp(rng.normal(math.log(8.0), 1.2, n))
+    """Lognormal lag, median 8 h, p90 ~1.75 d; the tail past 5 d is folded into [2 d, 5 d]."""
+    hours = np.exp(rng.normal(math.log(8.0), 1.3, n))
     folded = rng.uniform(48.0, 120.0, n)
     hours = np.where(hours > 120.0, folded, hours)
     return (hours * _US_PER_HOUR).astype(np.int64)
@@ -296,7 +296,7 @@ _AGE_COEF = -0.6
 _LOGIT_NOISE = 0.15  # v1's error in logit space: well calibrated, not perfect
 _DRIFT_FACTOR = 3.0
 _DRIFT_AMOUNT_COEF = -0.8  # card testing: in drifted eu, small amounts become the risky ones
-_DRIFT_INTERCEPT_SHIFT = 0.3
+_DRIFT_INTERCEPT_SHIFT = 1.0  # and a fraud ring there: eu fraud rate ~6% -> ~13%
 _CANARY_SHARE = 0.25
 _CANARY_LOGIT_SCALE = 2.5
 _NAN_FRACTION = 0.30

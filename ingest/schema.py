@@ -232,3 +232,49 @@ def read_meta(con: duckdb.DuckDBPyConnection, key: str, catalog: str = "") -> st
     prefix = f"{catalog}." if catalog else ""
     row = con.execute(f"SELECT value FROM {prefix}meta WHERE key = ?", [key]).fetchone()
     return None if row is None else row[0]
+
+
+def set_column_role(con: duckdb.DuckDBPyConnection, kind: str, name: str, role: str) -> ColumnInfo:
+    """Override the role of a registered user column (``lossboard columns --set``).
+
+    Turning a column into ``pii`` hashes its stored values (and the copies in quarantined raw
+    rows) in place with the database's salt; the reverse is refused because hashes cannot be
+    undone. Runs in one transaction.
+    """
+    from lossboard.sql import quote_ident
+
+    if role not in ROLES:
+        raise SchemaError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+    current = read_columns(con, kind).get(name)
+    if current is None:
+        known = ", ".join(read_columns(con, kind)) or "none"
+        raise SchemaError(f"no {kind} column named {name!r} is registered (known: {known})")
+    if current.role == "pii" and role != "pii":
+        raise SchemaError(f"column {name!r} holds salted hashes (pii); its raw values are gone "
+                          "and it cannot become a " + role)
+    if current.role == role:
+        return current
+    table, col = KIND_TABLE[kind], quote_ident(name)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if role == "pii":
+            salt = read_meta(con, "pii_salt")
+            if current.sql_type != "VARCHAR":
+                con.execute(f"ALTER TABLE {table} ALTER {col} TYPE VARCHAR")
+            con.execute(f"UPDATE {table} SET {col} = left(sha256($salt || {col}), 20) "
+                        f"WHERE {col} IS NOT NULL", {"salt": salt})
+            pointer = "/" + name.replace("~", "~0").replace("/", "~1")
+            con.execute(
+                "UPDATE quarantine SET raw = json_merge_patch(raw, json_object($name, "
+                "left(sha256($salt || json_extract_string(raw, $ptr)), 20))) "
+                "WHERE kind = $kind AND json_extract_string(raw, $ptr) IS NOT NULL",
+                {"name": name, "salt": salt, "ptr": pointer, "kind": kind},
+            )
+        con.execute("UPDATE columns SET role = ?, role_source = 'override', "
+                    "sql_type = CASE WHEN ? = 'pii' THEN 'VARCHAR' ELSE sql_type END "
+                    "WHERE kind = ? AND name = ?", [role, role, kind, name])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return read_columns(con, kind)[name]

@@ -1,0 +1,114 @@
+"""Data health: what was ingested, what was quarantined and why, which columns exist.
+
+Read-only queries over the ingest's bookkeeping tables; small results, returned as pandas
+frames with documented columns. Used by the CLI (`lossboard runs/quarantine/columns`) and the
+dashboard's Data health page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from lossboard.errors import QueryError
+from lossboard.ingest.schema import KINDS, REASONS
+
+
+@dataclass(frozen=True)
+class TableCounts:
+    """Rows per data table, plus how many labels match a prediction."""
+
+    n_predictions: int
+    n_labels: int
+    n_labelled_predictions: int
+    n_unmatched_labels: int
+    n_kpi_points: int
+    n_quarantined: int
+    n_files: int
+    last_file_id: int | None
+    models: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return self.n_predictions == 0 and self.n_labels == 0 and self.n_kpi_points == 0
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> TableCounts:
+    """Row counts of every data table (one query each; cheap, DuckDB keeps counts)."""
+    one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    return TableCounts(
+        n_predictions=one("SELECT count(*) FROM predictions"),
+        n_labels=one("SELECT count(*) FROM labels"),
+        n_labelled_predictions=one("SELECT count(*) FROM labelled"),
+        n_unmatched_labels=one("SELECT count(*) FROM unmatched_labels"),
+        n_kpi_points=one("SELECT count(*) FROM kpis"),
+        n_quarantined=one("SELECT count(*) FROM quarantine"),
+        n_files=one("SELECT count(*) FROM ingest_runs WHERE status = 'ok'"),
+        last_file_id=one("SELECT max(file_id) FROM ingest_runs"),
+        models=tuple(r[0] for r in con.execute(
+            "SELECT DISTINCT model FROM predictions ORDER BY model").fetchall()),
+    )
+
+
+def ingest_runs(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pd.DataFrame:
+    """The latest ``limit`` ingest_runs rows, newest first.
+
+    Columns: file_id, run_id, path, kind, status, n_read, n_accepted, n_duplicate,
+    n_quarantined, n_unmatched_labels, finished_at, seconds_total, message.
+    """
+    return con.execute(
+        """SELECT file_id, run_id, path, kind, status, n_read, n_accepted, n_duplicate,
+                  n_quarantined, n_unmatched_labels, finished_at, seconds_total, message
+           FROM ingest_runs ORDER BY file_id DESC LIMIT ?""",
+        [limit],
+    ).df()
+
+
+def quarantine_by_reason(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Quarantined rows per (kind, reason). Columns: kind, reason, n_rows, n_files."""
+    return con.execute(
+        """SELECT kind, reason, count(*) AS n_rows, count(DISTINCT file_id) AS n_files
+           FROM quarantine GROUP BY kind, reason ORDER BY n_rows DESC, kind, reason"""
+    ).df()
+
+
+def quarantined_rows(con: duckdb.DuckDBPyConnection, reason: str | None = None,
+                     source_file: str | None = None, limit: int = 50) -> pd.DataFrame:
+    """Quarantined rows, optionally of one reason / one file, oldest file first.
+
+    Columns: file_id, source_file, kind, row_number, reason, detail, raw (JSON text, PII
+    already hashed at ingest).
+    """
+    if reason is not None and reason not in REASONS:
+        raise QueryError(f"unknown reason {reason!r}; reasons are: {', '.join(REASONS)}")
+    return con.execute(
+        """SELECT file_id, source_file, kind, row_number, reason, detail, CAST(raw AS VARCHAR) AS raw
+           FROM quarantine
+           WHERE ($reason IS NULL OR reason = $reason) AND ($file IS NULL OR source_file = $file)
+           ORDER BY file_id, row_number LIMIT $limit""",
+        {"reason": reason, "file": source_file, "limit": limit},
+    ).df()
+
+
+def registered_columns(con: duckdb.DuckDBPyConnection, kind: str | None = None) -> pd.DataFrame:
+    """The column registry. Columns: kind, name, role, sql_type, role_source, first_file_id."""
+    if kind is not None and kind not in KINDS:
+        raise QueryError(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
+    return con.execute(
+        """SELECT kind, name, role, sql_type, role_source, first_file_id FROM columns
+           WHERE $kind IS NULL OR kind = $kind ORDER BY kind, name""",
+        {"kind": kind},
+    ).df()
+
+
+def unmatched_labels(con: duckdb.DuckDBPyConnection, limit: int = 50) -> pd.DataFrame:
+    """Labels with no prediction yet (the prediction may still arrive), oldest first.
+
+    Columns: model, request_id, label, label_ts."""
+    return con.execute(
+        """SELECT model, request_id, label, label_ts FROM unmatched_labels
+           ORDER BY label_ts, request_id LIMIT ?""",
+        [limit],
+    ).df()

@@ -1,0 +1,356 @@
+"""The ``lossboard`` command line (Typer).
+
+Every command's help ends with a runnable example. Errors lossboard raises on purpose
+(:class:`lossboard.errors.LossboardError`) print one line and exit 1; they never show a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lossboard.db import DEFAULT_LOCK_TIMEOUT_S, read_connection, write_connection
+from lossboard.errors import LossboardError
+from lossboard.ingest import schema
+from lossboard.ingest.load import FileResult, IngestOptions, IngestReport, ensure_database, ingest
+from lossboard.ingest.mapping import MappingOptions, load_config, parse_list, parse_pairs
+
+app = typer.Typer(
+    name="lossboard",
+    help="Model observability for probabilistic classifiers: log loss, calibration, drift and "
+    "saturation from your prediction and label logs.\n\n"
+    "Example: lossboard ingest --db lossboard.duckdb predictions.csv labels.jsonl",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_DB = Path("lossboard.duckdb")
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+
+DbOption = Annotated[Path, typer.Option("--db", help="The lossboard DuckDB file.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# --------------------------------------------------------------------------- ingest
+class _RichProgress:
+    """Adapts lossboard.ingest.load's progress callbacks to a rich progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+        self.files_total = 0
+        self.index = 0
+
+    def file_started(self, label: str, index: int, total: int) -> None:
+        self.index, self.files_total = index, total
+        self.progress.update(self.task, description=self._describe("hashing", label), total=None,
+                             completed=0)
+        self.label = label
+
+    def stage(self, name: str, fraction: float | None) -> None:
+        if fraction is None:
+            self.progress.update(self.task, description=self._describe(name, self.label), total=None)
+        else:
+            self.progress.update(self.task, description=self._describe(name, self.label),
+                                 total=100, completed=round(fraction * 100))
+
+    def file_done(self, result: FileResult) -> None:
+        self.progress.update(self.task, total=100, completed=100)
+
+    def _describe(self, stage: str, label: str) -> str:
+        return f"[{self.index + 1}/{self.files_total}] {stage} {Path(label).name}"
+
+
+def _print_summary(report: IngestReport) -> None:
+    """Per-file accounting, then quarantine reasons, then notes: narrow enough for 80 columns."""
+    table = Table(title=f"ingest run {report.run_id} into {report.db_path}", title_justify="left")
+    table.add_column("file", overflow="fold")
+    for col in ("kind", "status"):
+        table.add_column(col)
+    for col in ("read", "accepted", "duplicate", "quarantined"):
+        table.add_column(col, justify="right")
+    notes: list[str] = []
+    for f in report.files:
+        style = {"rejected": "red", "skipped": "dim"}.get(f.status, "")
+        table.add_row(Path(f.path).name, f.kind or "", f.status, f"{f.n_read:,}", f"{f.n_accepted:,}",
+                      f"{f.n_duplicate:,}", f"{f.n_quarantined:,}", style=style)
+        name = Path(f.path).name
+        if f.n_unmatched_labels:
+            notes.append(f"{name}: {f.n_unmatched_labels:,} labels have no prediction yet (kept)")
+        if f.n_label_before_prediction:
+            notes.append(f"{name}: {f.n_label_before_prediction:,} labels are timed before their "
+                         "prediction (kept, flagged)")
+        if f.new_columns:
+            notes.append(f"{name}: new columns {', '.join(f.new_columns)} (see `lossboard columns`)")
+        if f.message and f.status != "rejected":
+            notes.append(f"{name}: {f.message}")
+    t = report.totals()
+    table.add_row("total", "", "ok" if report.ok else "REJECTED", f"{t['n_read']:,}",
+                  f"{t['n_accepted']:,}", f"{t['n_duplicate']:,}", f"{t['n_quarantined']:,}",
+                  style="bold")
+    console.print(table)
+    reasons = report.reasons()
+    if reasons:
+        rt = Table(title="quarantined, by reason (lossboard quarantine --reason R)", title_justify="left")
+        rt.add_column("reason")
+        rt.add_column("rows", justify="right")
+        for reason, n in reasons.items():
+            rt.add_row(reason, f"{n:,}")
+        console.print(rt)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Files, globs or directories to ingest.")],
+    db: DbOption = DEFAULT_DB,
+    kind: Annotated[Optional[str], typer.Option(help="predictions | labels | kpi (auto-detected when unambiguous).")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="FIELD=COLUMN, repeatable: which of your columns is request_id, ts, model, model_version, p, logit, probs, weight, label, label_ts, kpi, value.")] = None,
+    segments: Annotated[Optional[str], typer.Option(help="Comma-separated segment columns (slices: region, channel, ...).")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature columns (checked for drift).")] = None,
+    activations: Annotated[Optional[str], typer.Option(help="Comma-separated activation columns (e.g. tanh outputs).")] = None,
+    pii: Annotated[Optional[str], typer.Option(help="Comma-separated PII columns: stored only as salted hashes.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name, when the file has no model column.")] = None,
+    model_version: Annotated[Optional[str], typer.Option(help="Model version, when the file has no version column.")] = None,
+    class_probs: Annotated[Optional[str], typer.Option(help="Multiclass scores as one column per class: CLASS=COLUMN,...")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Class names, in order, for a list-of-probabilities column.")] = None,
+    timezone: Annotated[Optional[str], typer.Option(help="Time zone of naive timestamps (default UTC).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Mapping config (default ./lossboard.toml if present).")] = None,
+    lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for readers to release the database.")] = DEFAULT_LOCK_TIMEOUT_S,
+    memory_limit: Annotated[str, typer.Option(help="DuckDB memory limit while staging a file; beyond it, staging spills to disk.")] = "1GB",
+    as_json: JsonOption = False,
+) -> None:
+    """Load prediction, label or KPI logs into the database; every row is accounted for.
+
+    Each file is one transaction. Re-ingesting a file is a no-op; rows already present are
+    counted as duplicates; bad rows are quarantined with a reason (see `lossboard quarantine`).
+    Exit code 0 when every file went in (quarantined rows included), 1 when a file was rejected.
+
+    Example: lossboard ingest --db lossboard.duckdb --map p=fraud_score --model fraud --model-version v3 preds.csv
+    """
+    try:
+        flags = MappingOptions(
+            kind=kind, map=dict(parse_pairs(map_ or [], "--map")),
+            segments=parse_list(segments), features=parse_list(features),
+            activations=parse_list(activations), pii=parse_list(pii), model=model,
+            model_version=model_version, class_probs=parse_pairs([class_probs] if class_probs else [], "--class-probs"),
+            classes=parse_list(classes), timezone=timezone,
+        )
+        options = IngestOptions(db_path=db, flags=flags, config=load_config(config),
+                                lock_timeout_s=lock_timeout, memory_limit=memory_limit)
+    except LossboardError as exc:
+        _fail(str(exc))
+    report = run_ingest(paths, options, show_progress=not as_json)
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        _print_summary(report)
+        for f in report.files:
+            if f.status == "rejected":
+                err_console.print(f"[bold red]rejected:[/] {f.message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def run_ingest(paths: list[str], options: IngestOptions, show_progress: bool) -> IngestReport:
+    if not show_progress:
+        return ingest(list(paths), options)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        return ingest(list(paths), options, _RichProgress(progress))
+
+
+# --------------------------------------------------------------------------- read commands
+def _frame_table(df: Any, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in df.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in df.itertuples(index=False):
+        table.add_row(*["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in row])
+    return table
+
+
+@app.command("quarantine")
+def quarantine_cmd(
+    db: DbOption = DEFAULT_DB,
+    reason: Annotated[Optional[str], typer.Option(help="Only this reason code, e.g. bad_ts.")] = None,
+    file: Annotated[Optional[str], typer.Option(help="Only rows from this source file (as ingested).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List quarantined rows with their reason, source file, row number and raw values.
+
+    Without --reason, starts with a count per reason. PII columns appear only as hashes.
+
+    Example: lossboard quarantine --db lossboard.duckdb --reason score_out_of_range
+    """
+    from lossboard.dashboard.analysis import health
+
+    try:
+        with read_connection(db) as con:
+            summary = health.quarantine_by_reason(con)
+            rows = health.quarantined_rows(con, reason=reason, source_file=file, limit=limit)
+    except LossboardError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json({"by_reason": summary.to_dict(orient="records"),
+                     "rows": [{**r, "raw": json.loads(r["raw"]) if r["raw"] else None}
+                              for r in rows.to_dict(orient="records")]})
+        return
+    if reason is None:
+        console.print(_frame_table(summary, "quarantined rows by reason"))
+    console.print(_frame_table(rows, f"quarantined rows{' (' + reason + ')' if reason else ''}"))
+
+
+@app.command("runs")
+def runs_cmd(
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[int, typer.Option(help="At most this many files, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the ingest history: one row per file per run, with its accounting.
+
+    Example: lossboard runs --db lossboard.duckdb --limit 5
+    """
+    from lossboard.dashboard.analysis import health
+
+    try:
+        with read_connection(db) as con:
+            df = health.ingest_runs(con, limit=limit)
+    except LossboardError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(df.to_dict(orient="records"))
+    else:
+        console.print(_frame_table(df, "ingest runs"))
+
+
+@app.command("columns")
+def columns_cmd(
+    db: DbOption = DEFAULT_DB,
+    kind: Annotated[Optional[str], typer.Option(help="predictions | labels | kpi")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="COLUMN=ROLE, repeatable; roles: segment, feature, activation, pii, attribute, ignored.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List your columns with the role lossboard gave them; override a role with --set.
+
+    Setting a column to pii hashes its stored values in place (irreversible).
+
+    Example: lossboard columns --db lossboard.duckdb --set merchant_category=feature
+    """
+    from lossboard.dashboard.analysis import health
+
+    try:
+        if set_:
+            with write_connection(db) as con:
+                for name, role in parse_pairs(set_, "--set"):
+                    schema.set_column_role(con, kind or "predictions", name, role)
+        with read_connection(db) as con:
+            df = health.registered_columns(con, kind)
+    except LossboardError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(df.to_dict(orient="records"))
+    else:
+        console.print(_frame_table(df, "columns"))
+
+
+# --------------------------------------------------------------------------- demo / serve
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Folder to write the logs into.")],
+    rows: Annotated[int, typer.Option(help="Predictions of the binary model (the 3-class model gets a fifth).")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 7,
+    format: Annotated[str, typer.Option(help="sample (mixed formats, bad rows, incidents) | parquet | csv (benchmark files)")] = "sample",
+) -> None:
+    """Generate realistic prediction/label/KPI logs with known incidents (seeded).
+
+    Example: lossboard demo --rows 200000 --out sample_data --seed 7
+    """
+    from lossboard.ingest import samples
+
+    try:
+        manifest = samples.generate(out, rows=rows, seed=seed, formats=format)
+    except (LossboardError, ValueError) as exc:
+        _fail(str(exc))
+    for key, path in manifest.files.items():
+        console.print(f"{key}: {path}")
+    console.print(f"incidents: {', '.join(i.name for i in manifest.incidents) or 'none'}")
+
+
+def ensure_sample_database(db: Path, sample_dir: Path = SAMPLE_DIR) -> IngestReport | None:
+    """Ingest the bundled sample into ``db`` unless it already holds predictions."""
+    from lossboard.dashboard.analysis import health
+
+    if db.exists():
+        with read_connection(db) as con:
+            has_tables = con.execute("SELECT count(*) FROM information_schema.tables "
+                                     "WHERE table_name = 'predictions'").fetchone()[0]
+            if has_tables and not health.table_counts(con).empty:
+                return None
+    if not sample_dir.is_dir():
+        raise LossboardError(f"sample data not found at {sample_dir}; run from a source checkout "
+                             "or ingest your own files with `lossboard ingest`")
+    config = load_config(sample_dir / "lossboard.toml")
+    return run_ingest([str(sample_dir)], IngestOptions(db_path=db, config=config), show_progress=True)
+
+
+@app.command("serve")
+def serve_cmd(
+    db: DbOption = DEFAULT_DB,
+    port: Annotated[int, typer.Option(help="Port to serve the dashboard on.")] = 8501,
+    sample: Annotated[bool, typer.Option("--sample", help="Ingest the bundled sample data first if the database is missing or empty.")] = False,
+    headless: Annotated[bool, typer.Option(help="Do not open a browser window.")] = False,
+) -> None:
+    """Open the dashboard in the browser (Streamlit).
+
+    Example: lossboard serve --db lossboard.duckdb --port 8501
+    """
+    try:
+        if sample:
+            report = ensure_sample_database(db)
+            if report is not None:
+                _print_summary(report)
+        else:
+            ensure_database(db)
+    except LossboardError as exc:
+        _fail(str(exc))
+    app_path = Path(__file__).resolve().parent / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path),
+           "--server.port", str(port), "--server.headless", str(headless).lower(),
+           # No network calls at runtime besides what the user configures.
+           "--browser.gatherUsageStats", "false",
+           "--", "--db", str(db.resolve())]
+    console.print(f"lossboard dashboard on http://localhost:{port} (database {db})")
+    raise typer.Exit(subprocess.call(cmd, env={**os.environ, "LOSSBOARD_DB": str(db.resolve())}))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

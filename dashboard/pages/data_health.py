@@ -1,0 +1,45 @@
+"""Data health: what was ingested, what was quarantined and why, which columns exist."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lossboard.dashboard.analysis import health
+from lossboard.dashboard.state import query
+
+st.title("Data health")
+counts = query(health.table_counts)
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Predictions", f"{counts.n_predictions:,}")
+c2.metric("Labels", f"{counts.n_labels:,}")
+c3.metric("Labelled predictions", f"{counts.n_labelled_predictions:,}")
+c4.metric("Quarantined rows", f"{counts.n_quarantined:,}")
+c5.metric("Files ingested", f"{counts.n_files:,}")
+st.caption(f"Models: {', '.join(counts.models) or 'none'} · "
+           f"{counts.n_unmatched_labels:,} labels have no prediction yet · "
+           f"{counts.n_kpi_points:,} KPI points")
+
+st.subheader("Ingest runs")
+st.caption("One row per file per ingest run; read = accepted + duplicate + quarantined.")
+st.dataframe(query(health.ingest_runs, limit=200), hide_index=True)
+
+st.subheader("Quarantine by reason")
+by_reason = query(health.quarantine_by_reason)
+if by_reason.empty:
+    st.caption("Nothing quarantined: every row read was accepted or an exact duplicate.")
+else:
+    st.dataframe(by_reason, hide_index=True)
+    reason = st.selectbox("Examples of", by_reason["reason"].unique().tolist(), key="reason")
+    st.dataframe(query(health.quarantined_rows, reason=reason, limit=20), hide_index=True)
+
+st.subheader("Labels without a prediction yet")
+unmatched = query(health.unmatched_labels, limit=20)
+if unmatched.empty:
+    st.caption("Every label matches a prediction.")
+else:
+    st.dataframe(unmatched, hide_index=True)
+
+st.subheader("Columns")
+st.caption("Your columns and the role lossboard gave them; change one with "
+           "`lossboard columns --set COLUMN=ROLE`.")
+st.dataframe(query(health.registered_columns), hide_index=True)
