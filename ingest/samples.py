@@ -23,6 +23,7 @@ import gzip
 import json
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ _CHUNK_ROWS = 1_000_000
 _US_PER_HOUR = 3_600_000_000
 _US_PER_DAY = 24 * _US_PER_HOUR
 _TS_TYPE = pa.timestamp("us", tz="UTC")
+_MS_UTC = pa.timestamp("ms", tz="UTC")
 _FORMATS = ("sample", "parquet", "csv")
 # Score at or above which a transaction goes to manual review; the hard 0/1 incident
 # thresholds at it too, as a buggy "decision instead of probability" path would.
@@ -71,9 +73,9 @@ class SampleManifest:
     n_labels: int
     incidents: tuple[Incident, ...]
     bad_rows: dict[str, dict[str, int]]
-    seed: int = 7
-    period_start: datetime = datetime(2026, 10, 1, tzinfo=UTC)
-    period_end: datetime = datetime(2026, 10, 31, tzinfo=UTC)
+    seed: int
+    period_start: datetime
+    period_end: datetime  # exclusive: the logs cover [period_start, period_end)
 
     def to_json(self) -> str:
         """The manifest as JSON; paths relative to ``out_dir`` so a committed sample can move."""
@@ -87,27 +89,22 @@ class SampleManifest:
             "period_start": _iso_z(self.period_start),
             "period_end": _iso_z(self.period_end),
         }
-        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+        return json.dumps(doc, indent=2) + "\n"
 
 
 def read_manifest(out_dir: Path | str) -> SampleManifest:
-    """Load ``out_dir/manifest.json`` written by :func:`generate`."""
+    """Load ``out_dir/_manifest.json`` written by :func:`generate`."""
     out = Path(out_dir)
-    doc = json.loads((out / "manifest.json").read_text())
+    doc = json.loads((out / "_manifest.json").read_text())
     return SampleManifest(
         out_dir=out,
         files={key: out / name for key, name in doc["files"].items()},
         n_predictions=doc["n_predictions"],
         n_labels=doc["n_labels"],
         incidents=tuple(
-            Incident(
-                name=i["name"],
-                model=i["model"],
-                start=_parse_iso(i["start"]),
-                end=None if i["end"] is None else _parse_iso(i["end"]),
-                description=i["description"],
-                details=i["details"],
-            )
+            Incident(i["name"], i["model"], _parse_iso(i["start"]),
+                     None if i["end"] is None else _parse_iso(i["end"]),
+                     i["description"], i["details"])
             for i in doc["incidents"]
         ),
         bad_rows=doc["bad_rows"],
@@ -136,6 +133,51 @@ def _incident_to_dict(incident: Incident) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------- fraud: the true model and the served one
+
+
+@dataclass(frozen=True)
+class _Categorical:
+    names: tuple[str, ...]
+    shares: tuple[float, ...]
+    logit: tuple[float, ...]  # effect on the true fraud logit
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.choice(len(self.names), size=n, p=self.shares)
+
+
+_REGION = _Categorical(("eu", "us", "apac", "latam"), (0.35, 0.40, 0.15, 0.10),
+                       (-0.1, 0.0, 0.2, 0.4))
+_CHANNEL = _Categorical(("web", "app", "pos"), (0.45, 0.40, 0.15), (0.3, -0.2, -0.5))
+_MERCHANT = _Categorical(
+    ("grocery", "restaurants", "fashion", "electronics", "travel", "gaming", "gift_cards",
+     "crypto"),
+    (0.25, 0.18, 0.15, 0.12, 0.10, 0.08, 0.07, 0.05),
+    (-0.7, -0.5, 0.0, 0.5, 0.3, 0.4, 1.2, 1.0),
+)
+_DEVICE_OS = ("ios", "android", "web", "other")
+_DEVICE_OS_LOGIT = np.array([-0.2, 0.0, 0.2, 0.8])
+_DEVICE_SHARES_WEB = (0.05, 0.05, 0.85, 0.05)  # web checkouts mostly come from a browser
+_DEVICE_SHARES_OTHER = (0.47, 0.45, 0.02, 0.06)
+
+_INTERCEPT = -3.1  # tuned so that the base fraud rate is ~7%
+_AMOUNT_COEF = 0.7  # per unit of log(amount) around its median e^3.5 ~ 33 USD
+_AGE_COEF = -0.6
+_LOGIT_NOISE = 0.15  # v1's error in logit space: well calibrated, not perfect
+_DRIFT_FACTOR = 3.0
+_DRIFT_AMOUNT_COEF = -0.8  # card testing: in drifted eu, small amounts become the risky ones
+_DRIFT_INTERCEPT_SHIFT = 1.0  # and a fraud ring there: eu fraud rate ~6% -> ~13%
+_CANARY_SHARE = 0.25
+_CANARY_LOGIT_SCALE = 2.5
+_NAN_FRACTION = 0.30
+_HARD_FRACTION = 0.20
+_STALL_KEEP = 0.02
+# Scale of h1's pre-activation: |tanh| > 0.9 iff |z| > 1.472, 2% of N(0, 0.633) before the
+# saturation and 40% of N(0, 1.75) after it.
+_TANH_SCALE_NORMAL = 0.633
+_TANH_SCALE_SATURATED = 1.75
+
+
 # --------------------------------------------------------------------------- the schedule
 
 
@@ -151,6 +193,7 @@ class _Schedule:
     stall_us: int
     nan_us: tuple[int, int]
     hard_us: tuple[int, int]
+    quiet_us: tuple[int, int]  # where bad rows are planted: no incident there
 
 
 def _schedule(start: datetime, days: int) -> _Schedule:
@@ -169,6 +212,7 @@ def _schedule(start: datetime, days: int) -> _Schedule:
         stall_us=at(27, 12),
         nan_us=(at(12, 8), at(12, 10)),
         hard_us=(at(14, 13), at(14, 16)),
+        quiet_us=(at(1), at(10)),
     )
 
 
@@ -267,53 +311,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Categorical:
-    names: tuple[str, ...]
-    shares: tuple[float, ...]
-    logit: tuple[float, ...]  # effect on the true fraud logit
-
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.choice(len(self.names), size=n, p=self.shares)
-
-
-_REGION = _Categorical(("eu", "us", "apac", "latam"), (0.35, 0.40, 0.15, 0.10),
-                       (-0.1, 0.0, 0.2, 0.4))
-_CHANNEL = _Categorical(("web", "app", "pos"), (0.45, 0.40, 0.15), (0.3, -0.2, -0.5))
-_MERCHANT = _Categorical(
-    ("grocery", "restaurants", "fashion", "electronics", "travel", "gaming", "gift_cards",
-     "crypto"),
-    (0.25, 0.18, 0.15, 0.12, 0.10, 0.08, 0.07, 0.05),
-    (-0.7, -0.5, 0.0, 0.5, 0.3, 0.4, 1.2, 1.0),
-)
-_DEVICE_OS = ("ios", "android", "web", "other")
-_DEVICE_OS_LOGIT = np.array([-0.2, 0.0, 0.2, 0.8])
-_DEVICE_SHARES_WEB = (0.05, 0.05, 0.85, 0.05)  # web checkouts mostly come from a browser
-_DEVICE_SHARES_OTHER = (0.47, 0.45, 0.02, 0.06)
-
-_INTERCEPT = -3.1  # tuned so that the base fraud rate is ~7%
-_AMOUNT_COEF = 0.7  # per unit of log(amount) around its median e^3.5 ~ 33 USD
-_AGE_COEF = -0.6
-_LOGIT_NOISE = 0.15  # v1's error in logit space: well calibrated, not perfect
-_DRIFT_FACTOR = 3.0
-_DRIFT_AMOUNT_COEF = -0.8  # card testing: in drifted eu, small amounts become the risky ones
-_DRIFT_INTERCEPT_SHIFT = 1.0  # and a fraud ring there: eu fraud rate ~6% -> ~13%
-_CANARY_SHARE = 0.25
-_CANARY_LOGIT_SCALE = 2.5
-_NAN_FRACTION = 0.30
-_HARD_FRACTION = 0.20
-_STALL_KEEP = 0.02
-# Scale of h1's pre-activation: |tanh| > 0.9 iff |z| > 1.472, 2% of N(0, 0.633) before the
-# saturation and 40% of N(0, 1.75) after it.
-_TANH_SCALE_NORMAL = 0.633
-_TANH_SCALE_SATURATED = 1.75
-
-
-@dataclass(frozen=True)
 class _FraudChunk:
     table: pa.Table
     outcome: np.ndarray  # true label of every row, 0/1
-    label_rows: np.ndarray  # chunk-local rows whose label arrives inside the period
-    labelled_ms: np.ndarray  # their arrival, epoch ms
+    label_rows: np.ndarray  # global row numbers whose label arrives inside the period
+    label_outcome: np.ndarray  # their labels
+    labelled_ms: np.ndarray  # and arrival times, epoch ms
 
 
 def _fraud_chunk(rng: np.random.Generator, ts: np.ndarray, first_row: int,
@@ -352,8 +355,7 @@ def _fraud_chunk(rng: np.random.Generator, ts: np.ndarray, first_row: int,
     labelled_us = ts + _label_lag_us(rng, n)
     stalled = (labelled_us >= s.stall_us) & (rng.random(n) >= _STALL_KEEP)
     labelled_ms = _ceil_ms(labelled_us)
-    arrived = (labelled_ms * 1000 < s.end_us) & ~stalled
-    label_rows = np.flatnonzero(arrived)
+    arrived = np.flatnonzero((labelled_ms * 1000 < s.end_us) & ~stalled)
 
     table = pa.table({
         "event_id": _ids("fr-", first_row + np.arange(n)),
@@ -370,7 +372,8 @@ def _fraud_chunk(rng: np.random.Generator, ts: np.ndarray, first_row: int,
         "h1_tanh": pa.array(h1),
         "email": _emails("user", rng.integers(0, 250_000, n)),
     })
-    return _FraudChunk(table, outcome, label_rows, labelled_ms[label_rows])
+    return _FraudChunk(table, outcome, first_row + arrived, outcome[arrived],
+                       labelled_ms[arrived])
 
 
 def _fraud_chunks(rows: int, seed: int, s: _Schedule) -> Iterator[_FraudChunk]:
@@ -393,12 +396,10 @@ _OFFSET_SHARES = (0.35, 0.2, 0.15, 0.15, 0.1, 0.05)
 
 def _iso_with_offset(epoch_us: np.ndarray, offset_minutes: np.ndarray) -> pa.Array:
     """'2026-10-03T14:05:11+02:00': local wall time at whole seconds plus its UTC offset."""
-    local_s = (epoch_us + offset_minutes.astype(np.int64) * 60_000_000) // 1_000_000
-    wall = pc.binary_replace_slice(pc.cast(pa.array(local_s, pa.timestamp("s")), pa.string()),
-                                   10, 11, "T")
-    sign = np.where(offset_minutes < 0, "-", "+")
+    wall = _iso_text((epoch_us + offset_minutes.astype(np.int64) * 60_000_000) // 1_000_000, "s")
     size = np.abs(offset_minutes)
-    suffix = np.char.add(np.char.add(sign, np.char.zfill((size // 60).astype(str), 2)),
+    suffix = np.char.add(np.char.add(np.where(offset_minutes < 0, "-", "+"),
+                                     np.char.zfill((size // 60).astype(str), 2)),
                          np.char.add(":", np.char.zfill((size % 60).astype(str), 2)))
     return pc.binary_join_element_wise(wall, pa.array(suffix), "")
 
@@ -452,17 +453,23 @@ def _bad_count(n: int) -> int:
 
 
 def _quiet_rows(rng: np.random.Generator, ts_us: np.ndarray, s: _Schedule, k: int) -> np.ndarray:
-    """Distinct random rows from days 1-10, where no incident is planted, sorted."""
-    quiet = np.flatnonzero((ts_us >= s.start_us + _US_PER_DAY)
-                           & (ts_us < s.start_us + 10 * _US_PER_DAY))
+    """``k`` distinct random rows from the quiet days (1-10 of 30), shuffled."""
+    quiet = np.flatnonzero((ts_us >= s.quiet_us[0]) & (ts_us < s.quiet_us[1]))
     if len(quiet) < k:
-        raise ValueError(f"rows is too small to plant {k} bad rows in days 1-10; use more rows")
-    return np.sort(rng.choice(quiet, size=k, replace=False))
+        raise ValueError(f"too few rows to plant {k} bad rows on the quiet days; use more rows")
+    return rng.choice(quiet, size=k, replace=False)
+
+
+def _copy(frame: pd.DataFrame, rows: np.ndarray, **overrides: Any) -> pd.DataFrame:
+    block = frame.iloc[rows].copy()
+    for column, value in overrides.items():
+        block[column] = value
+    return block
 
 
 def _with_extra_rows(frame: pd.DataFrame, blocks: list[tuple[pd.DataFrame, np.ndarray]]
                      ) -> pd.DataFrame:
-    """Insert blocks of rows; each row goes right after the original row at its position key."""
+    """Insert blocks of rows; a row with position key ``i + 0.5`` lands right after row ``i``."""
     position = np.concatenate([np.arange(len(frame), dtype=np.float64)]
                               + [pos for _, pos in blocks])
     merged = pd.concat([frame] + [block for block, _ in blocks], ignore_index=True)
@@ -472,69 +479,64 @@ def _with_extra_rows(frame: pd.DataFrame, blocks: list[tuple[pd.DataFrame, np.nd
 def _bad_fraud_predictions(frame: pd.DataFrame, rng: np.random.Generator, ts_us: np.ndarray,
                            s: _Schedule) -> tuple[pd.DataFrame, dict[str, int]]:
     k = _bad_count(len(frame))
-    src = rng.permutation(_quiet_rows(rng, ts_us, s, 2 * k))
-    out_of_range = frame.iloc[src[:k]].copy()
-    out_of_range["event_id"] = _ids("fr-", len(frame) + np.arange(k)).to_pandas().to_numpy()
-    out_of_range["fraud_score"] = rng.choice([1.3, -0.2], size=k)
-    duplicate = frame.iloc[src[k:]].copy()
-    blocks = [(out_of_range, src[:k] + 0.5), (duplicate, src[k:] + 0.5)]
+    src = _quiet_rows(rng, ts_us, s, 2 * k).reshape(2, k)
+    fresh_ids = _ids("fr-", len(frame) + np.arange(k)).to_numpy(zero_copy_only=False)
+    blocks = [
+        (_copy(frame, src[0], event_id=fresh_ids, fraud_score=rng.choice([1.3, -0.2], size=k)),
+         src[0] + 0.5),
+        (_copy(frame, src[1]), src[1] + 0.5),
+    ]
     return _with_extra_rows(frame, blocks), {"score_out_of_range": k, "duplicate": k}
 
 
 def _bad_triage_predictions(frame: pd.DataFrame, rng: np.random.Generator, ts_us: np.ndarray,
                             s: _Schedule) -> tuple[pd.DataFrame, dict[str, int]]:
     k = _bad_count(len(frame))
+    src = _quiet_rows(rng, ts_us, s, 6 * k).reshape(6, k)
+    fresh = _ids("tr-", len(frame) + np.arange(3 * k)).to_numpy(zero_copy_only=False)
+    fresh = fresh.reshape(3, k)
+    swapped = {"p_low": frame["p_high"].to_numpy()[src[4]],
+               "p_high": frame["p_low"].to_numpy()[src[4]]}
+    blocks = [
+        (_copy(frame, src[0], request_id=None), src[0] + 0.5),
+        (_copy(frame, src[1], request_id=fresh[0], timestamp=None), src[1] + 0.5),
+        (_copy(frame, src[2], request_id=fresh[1], timestamp="not-a-time"), src[2] + 0.5),
+        (_copy(frame, src[3], request_id=fresh[2], p_low=1.7), src[3] + 0.5),
+        # A re-scored request logged again later in the file, not next to the original.
+        (_copy(frame, src[4], **swapped), np.minimum(src[4] + 97.5, len(frame) - 0.5)),
+        (_copy(frame, src[5]), src[5] + 0.5),
+    ]
     reasons = ("missing_request_id", "missing_ts", "bad_ts", "score_out_of_range",
                "conflicting_duplicate", "duplicate")
-    src = rng.permutation(_quiet_rows(rng, ts_us, s, k * len(reasons))).reshape(len(reasons), k)
-    fresh = iter(np.split(_ids("tr-", len(frame) + np.arange(4 * k)).to_pandas().to_numpy(), 4))
-    blocks = []
-    for reason, rows in zip(reasons, src, strict=True):
-        block = frame.iloc[rows].copy()
-        after = rows + 0.5
-        if reason == "missing_request_id":
-            block["request_id"] = None
-        elif reason == "conflicting_duplicate":
-            block[["p_low", "p_high"]] = block[["p_high", "p_low"]].to_numpy()
-            after = np.minimum(rows + 97.5, len(frame) - 0.5)  # later in the file, not adjacent
-        elif reason != "duplicate":
-            block["request_id"] = next(fresh)
-            if reason == "missing_ts":
-                block["timestamp"] = None
-            elif reason == "bad_ts":
-                block["timestamp"] = "not-a-time"
-            elif reason == "score_out_of_range":
-                block["p_low"] = 1.7
-        blocks.append((block, after))
     return _with_extra_rows(frame, blocks), dict.fromkeys(reasons, k)
 
 
 def _bad_labels(labels: pd.DataFrame, rng: np.random.Generator,
                 s: _Schedule) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Garble, contradict, strip and repeat a few fraud labels of quiet days; sort by arrival."""
+    """Garble, contradict, strip and repeat a few fraud labels of quiet days; sort by arrival.
+
+    ``bad_label`` garbles a label in place (that event then has no valid label); the others
+    are extra lines.
+    """
     k = _bad_count(len(labels))
-    reasons = ("bad_label", "conflicting_label", "missing_request_id", "duplicate")
     fraud_us = np.where(labels["model"] == "fraud", labels["predicted_us"], s.end_us)
-    src = rng.permutation(_quiet_rows(rng, fraud_us, s, k * len(reasons))).reshape(4, k)
+    src = _quiet_rows(rng, fraud_us, s, 4 * k).reshape(4, k)
     labels = labels.copy()
     labels.loc[src[0], "outcome"] = 7
-    conflicting = labels.iloc[src[1]].copy()
-    conflicting["outcome"] = 1 - conflicting["outcome"].astype(np.int64)
-    conflicting["labelled_at"] += rng.integers(3_600_000, 48 * 3_600_000, size=k)
-    missing_id = labels.iloc[src[2]].copy()
-    missing_id["event_id"] = None
-    duplicate = labels.iloc[src[3]].copy()
-    merged = pd.concat([labels, conflicting, missing_id, duplicate], ignore_index=True)
+    later = labels["labelled_at"].to_numpy()[src[1]] + rng.integers(3_600_000, 48 * 3_600_000, k)
+    flipped = 1 - labels["outcome"].to_numpy()[src[1]].astype(np.int64)
+    extra = [
+        _copy(labels, src[1], outcome=flipped.astype(object), labelled_at=later),
+        _copy(labels, src[2], event_id=None),
+        _copy(labels, src[3]),
+    ]
+    merged = pd.concat([labels, *extra], ignore_index=True)
     merged = merged.iloc[np.argsort(merged["labelled_at"].to_numpy(), kind="stable")]
-    return merged.reset_index(drop=True), dict(zip(reasons, (k, k, k, k), strict=True))
+    reasons = ("bad_label", "conflicting_label", "missing_request_id", "duplicate")
+    return merged.reset_index(drop=True), dict.fromkeys(reasons, k)
 
 
 # --------------------------------------------------------------------------- writers
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    with _parquet_writer(path, table.schema) as writer:
-        writer.write_table(table, row_group_size=_CHUNK_ROWS)
 
 
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -543,45 +545,61 @@ def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
                             compression_level=3, version="2.6", use_dictionary=True)
 
 
-def _gzip(path: Path) -> gzip.GzipFile:
-    # mtime=0 and no file name in the header: same bytes on every run.
-    return gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0,
-                         compresslevel=6)
+@contextmanager
+def _gzip_file(path: Path) -> Iterator[gzip.GzipFile]:
+    # mtime=0 and no file name in the header: the same bytes on every run.
+    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                               compresslevel=6) as handle:
+        yield handle
 
 
-def _close_gzip(handle: gzip.GzipFile) -> None:
-    raw = handle.fileobj
-    handle.close()
-    if raw is not None:
-        raw.close()
+def _arrow(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    # Float columns go in with from_pandas=False: pandas' conversion would turn NaN into null,
+    # and the NaN-score incident must reach the files as real NaN (a null score is a
+    # different failure: a missing value, which the ingest quarantines).
+    arrays = [pa.array(frame[c].to_numpy(), from_pandas=False) if frame[c].dtype.kind == "f"
+              else pa.array(frame[c], from_pandas=True) for c in frame.columns]
+    table = pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
+    return table.cast(schema) if schema is not None else table
 
 
-def _write_csv_gz(frame: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    handle = _gzip(path)
-    try:
-        pa_csv.write_csv(table, handle)  # strings quoted, nulls as empty unquoted fields
-    finally:
-        _close_gzip(handle)
+def _iso_text(epoch: np.ndarray, unit: str) -> pa.Array:
+    """'2026-10-01T00:00:09.050482' from epoch integers (arrow formats naive times fast)."""
+    text = pc.cast(pa.array(epoch, pa.timestamp(unit)), pa.string())
+    return pc.binary_replace_slice(text, 10, 11, "T")
 
 
-def _write_jsonl_gz(frame: pd.DataFrame, path: Path) -> None:
-    handle = _gzip(path)
-    try:
-        handle.write(frame.to_json(orient="records", lines=True).encode())
-    finally:
-        _close_gzip(handle)
+def _for_csv(table: pa.Table) -> pa.Table:
+    """Timestamp columns as ISO-8601 UTC strings ending in 'Z' (plain CSV has no types)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type):
+            epoch = pc.cast(table[f.name], pa.int64()).to_numpy()
+            iso = pc.binary_join_element_wise(_iso_text(epoch, f.type.unit), "Z", "")
+            table = table.set_column(i, f.name, iso)
+    return table
 
 
-def _iso_us(epoch_us: np.ndarray | pa.Array) -> pa.Array:
-    """'2026-10-01T00:00:09.050482Z' (arrow casts naive timestamps fast, then we mark UTC)."""
-    text = pc.cast(pc.cast(epoch_us, pa.int64()).cast(pa.timestamp("us")), pa.string())
-    return pc.binary_join_element_wise(pc.binary_replace_slice(text, 10, 11, "T"), "Z", "")
+class _TableSink:
+    """Appends arrow tables to one Parquet or plain CSV file, so big outputs stream."""
 
+    def __init__(self, path: Path, fmt: str) -> None:
+        self._path, self._fmt = path, fmt
+        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
-def _iso_ms(epoch_ms: np.ndarray) -> pa.Array:
-    text = pc.cast(pa.array(epoch_ms, pa.timestamp("ms")), pa.string())
-    return pc.binary_join_element_wise(pc.binary_replace_slice(text, 10, 11, "T"), "Z", "")
+    def __enter__(self) -> _TableSink:
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        if self._fmt == "csv":
+            table = _for_csv(table)
+        if self._writer is None:
+            self._writer = (_parquet_writer(self._path, table.schema) if self._fmt == "parquet"
+                            else pa_csv.CSVWriter(self._path, table.schema))
+        self._writer.write_table(table)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 # --------------------------------------------------------------------------- the KPI
@@ -602,9 +620,10 @@ def _business_kpi(fraud_us: np.ndarray, fraud: pd.DataFrame, outcome: np.ndarray
     losses = np.bincount(day, weights=fraud["amount"].to_numpy() * missed, minlength=n_days)
     reviews = np.bincount(day, weights=reviewed, minlength=n_days)
     noise = rng.lognormal(0.0, 0.05, (2, n_days))  # other business causes
-    dates = [_from_us(s.start_us + d * _US_PER_DAY).date().isoformat() for d in range(n_days)]
+    dates = np.datetime_as_string(np.datetime64(s.start_us, "us").astype("datetime64[D]")
+                                  + np.arange(n_days), unit="D")
     return pd.DataFrame({
-        "date": dates * 2,
+        "date": np.tile(dates, 2),
         "kpi": ["fraud_losses_usd"] * n_days + ["manual_reviews"] * n_days,
         "value": np.concatenate([np.round(losses * noise[0], 2), np.round(reviews * noise[1])]),
     })
@@ -622,7 +641,7 @@ def generate(out_dir: Path | str, rows: int = 200_000, seed: int = 7, days: int 
     ``triage`` gets ``rows // 5``. ``formats="sample"`` writes the four demo files (see
     sample_data/README.md) with a few planted bad rows; ``"parquet"`` / ``"csv"`` write only the
     binary model's ``predictions`` and ``labels`` for benchmarks, streamed in chunks of 1M rows
-    so that memory stays flat. ``manifest.json`` is written in every case.
+    so that memory stays flat. ``_manifest.json`` is written in every case.
 
     >>> m = generate(tmp, rows=20_000)                          # doctest: +SKIP
     >>> [i.name for i in m.incidents][:2]                        # doctest: +SKIP
@@ -630,7 +649,7 @@ def generate(out_dir: Path | str, rows: int = 200_000, seed: int = 7, days: int 
     """
     if formats not in _FORMATS:
         raise ValueError(f"formats must be one of {_FORMATS}, got {formats!r}")
-    if not isinstance(rows, int) or rows < 1:
+    if not isinstance(rows, int | np.integer) or rows < 1:
         raise ValueError(f"rows must be a positive integer, got {rows!r}")
     if formats == "sample" and rows < 5_000:
         raise ValueError(f"rows must be at least 5000 for formats='sample', got {rows}")
@@ -645,7 +664,7 @@ def generate(out_dir: Path | str, rows: int = 200_000, seed: int = 7, days: int 
         manifest = _generate_sample(out, rows, seed, s, bad_rows)
     else:
         manifest = _generate_benchmark(out, rows, seed, s, formats)
-    (out / "manifest.json").write_text(manifest.to_json())
+    (out / "_manifest.json").write_text(manifest.to_json())
     return manifest
 
 
@@ -655,12 +674,12 @@ def _generate_sample(out: Path, rows: int, seed: int, s: _Schedule,
     fraud_table = pa.concat_tables([c.table for c in chunks])
     fraud_us = pc.cast(fraud_table["scored_at"], pa.int64()).to_numpy()
     outcome = np.concatenate([c.outcome for c in chunks])
-    label_rows = np.concatenate([c.label_rows + i * _CHUNK_ROWS for i, c in enumerate(chunks)])
+    label_rows = np.concatenate([c.label_rows for c in chunks])
     fraud = fraud_table.to_pandas()
     fraud_labels = pd.DataFrame({
         "event_id": fraud["event_id"].to_numpy(object)[label_rows],
         "model": "fraud",
-        "outcome": outcome[label_rows].astype(object),
+        "outcome": np.concatenate([c.label_outcome for c in chunks]).astype(object),
         "labelled_at": np.concatenate([c.labelled_ms for c in chunks]),
         "predicted_us": fraud_us[label_rows],
     })
@@ -685,12 +704,14 @@ def _generate_sample(out: Path, rows: int, seed: int, s: _Schedule,
         "labels": out / "labels.jsonl.gz",
         "business_kpi": out / "business_kpi.csv",
     }
-    _write_parquet(pa.Table.from_pandas(fraud, schema=fraud_table.schema, preserve_index=False),
-                   files["fraud_predictions"])
-    _write_csv_gz(triage, files["triage_predictions"])
-    _write_jsonl_gz(labels.drop(columns="predicted_us"), files["labels"])
-    pa_csv.write_csv(pa.Table.from_pandas(kpi, preserve_index=False).replace_schema_metadata(None),
-                     files["business_kpi"])
+    with _parquet_writer(files["fraud_predictions"], fraud_table.schema) as writer:
+        writer.write_table(_arrow(fraud, fraud_table.schema), row_group_size=_CHUNK_ROWS)
+    with _gzip_file(files["triage_predictions"]) as handle:
+        pa_csv.write_csv(_arrow(triage), handle)  # strings quoted; nulls as empty, unquoted
+    with _gzip_file(files["labels"]) as handle:
+        labels = labels.drop(columns="predicted_us")
+        handle.write(labels.to_json(orient="records", lines=True).encode())
+    pa_csv.write_csv(_arrow(kpi), files["business_kpi"])
     return _manifest(out, files, {"fraud": rows, "triage": rows // 5}, n_labels, s, bad, seed)
 
 
@@ -700,13 +721,11 @@ def _generate_benchmark(out: Path, rows: int, seed: int, s: _Schedule,
     files = {"predictions": out / f"predictions.{fmt}", "labels": out / f"labels.{fmt}"}
     label_row, label_ms, label_y = [], [], []
     with _TableSink(files["predictions"], fmt) as sink:
-        first = 0
         for chunk in _fraud_chunks(rows, seed, s):
             sink.write(chunk.table)
-            label_row.append(first + chunk.label_rows)
+            label_row.append(chunk.label_rows)
             label_ms.append(chunk.labelled_ms)
-            label_y.append(chunk.outcome[chunk.label_rows])
-            first += chunk.table.num_rows
+            label_y.append(chunk.label_outcome)
     row, ms, y = np.concatenate(label_row), np.concatenate(label_ms), np.concatenate(label_y)
     order = np.lexsort((row, ms))
     with _TableSink(files["labels"], fmt) as sink:
@@ -716,40 +735,10 @@ def _generate_benchmark(out: Path, rows: int, seed: int, s: _Schedule,
                 "event_id": _ids("fr-", row[part]),
                 "model": _pick(("fraud",), np.zeros(len(part), np.int8)),
                 "outcome": pa.array(y[part].astype(np.int64)),
-                "labelled_at": pa.array(ms[part]),
+                # epoch ms as in the sample; CSV gets ISO strings through _for_csv
+                "labelled_at": pa.array(ms[part], pa.int64() if fmt == "parquet" else _MS_UTC),
             }))
     return _manifest(out, files, {"fraud": rows}, len(order), s, {}, seed)
-
-
-class _TableSink:
-    """Appends arrow tables to one Parquet or plain CSV file (times as ISO-8601 'Z' strings)."""
-
-    def __init__(self, path: Path, fmt: str) -> None:
-        self._path, self._fmt = path, fmt
-        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
-
-    def __enter__(self) -> _TableSink:
-        return self
-
-    def write(self, table: pa.Table) -> None:
-        if self._fmt == "csv":
-            table = _times_as_iso(table)
-        if self._writer is None:
-            self._writer = (_parquet_writer(self._path, table.schema) if self._fmt == "parquet"
-                            else pa_csv.CSVWriter(self._path, table.schema))
-        self._writer.write_table(table)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
-def _times_as_iso(table: pa.Table) -> pa.Table:
-    if "scored_at" in table.column_names:
-        i = table.column_names.index("scored_at")
-        return table.set_column(i, "scored_at", _iso_us(table["scored_at"]))
-    i = table.column_names.index("labelled_at")
-    return table.set_column(i, "labelled_at", _iso_ms(table["labelled_at"].to_numpy()))
 
 
 def _manifest(out: Path, files: dict[str, Path], n_predictions: dict[str, int], n_labels: int,

@@ -93,15 +93,23 @@ def _numeric(t: str) -> bool:
     return is_numeric_type(t)
 
 
-def _text(col: str) -> str:
-    return f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"
+def as_text(col: str, sql_type: str = "VARCHAR") -> str:
+    """The value as plain text; a JSON value (mixed-type JSON fields) loses its quotes."""
+    if sql_type.upper() == "JSON":
+        return f"json_extract_string({col}, '$')"
+    return f"CAST({col} AS VARCHAR)"
 
 
-def canonical_label(col: str) -> str:
-    v = f"lower(trim(CAST({col} AS VARCHAR)))"
+def _text(col: str, sql_type: str = "VARCHAR") -> str:
+    return f"NULLIF(trim({as_text(col, sql_type)}), '')"
+
+
+def canonical_label(col: str, sql_type: str = "VARCHAR") -> str:
+    text = as_text(col, sql_type)
+    v = f"lower(trim({text}))"
     return (f"CASE WHEN {v} IN ('1', '1.0', 'true', 't', 'yes') THEN '1' "
             f"WHEN {v} IN ('0', '0.0', 'false', 'f', 'no') THEN '0' "
-            f"ELSE NULLIF(trim(CAST({col} AS VARCHAR)), '') END")
+            f"ELSE NULLIF(trim({text}), '') END")
 
 
 def sigmoid(x: str) -> str:
@@ -188,14 +196,14 @@ def _predictions(m: ResolvedMapping, raw_types: dict[str, str], extras: list[Ext
     ts_col, ts_t = _field(m, raw_types, "ts")  # type: ignore[misc]
     inner: list[str] = [
         "rowid AS _lb_ord",
-        f"{_text(rid_col)} AS request_id",
+        f"{_text(rid_col, rid_t)} AS request_id",
         f"{ts_expr(ts_col, ts_t)} AS ts",
         f"{_blank(ts_col, ts_t)} AS _lb_ts_blank",
         f"{_show(ts_col)} AS _lb_ts_raw",
     ]
     for fld, param in (("model", "$model"), ("model_version", "$model_version")):
         f = _field(m, raw_types, fld)
-        inner.append(f"coalesce({_text(f[0])}, {param}) AS {fld}" if f else f"{param} AS {fld}")
+        inner.append(f"coalesce({_text(*f)}, {param}) AS {fld}" if f else f"{param} AS {fld}")
 
     score_rules: list[tuple[str, str, str]] = []
     p_col = _field(m, raw_types, "p")
@@ -224,7 +232,7 @@ def _predictions(m: ResolvedMapping, raw_types: dict[str, str], extras: list[Ext
             ("_lb_score_blank", "missing_score", "'no class probabilities'"),
             ("_lb_score_bad", "bad_score", "'class probabilities: ' || _lb_score_raw"),
             ("_lb_score_partial", "missing_score", "'a class probability is missing: ' || _lb_score_raw"),
-            ("list_bool_or(list_transform(probs, x -> isfinite(x) AND (x < 0 OR x > 1)))",
+            ("list_bool_or(list_transform(probs, lambda x: isfinite(x) AND (x < 0 OR x > 1)))",
              "score_out_of_range", "'class probabilities outside [0, 1]: ' || _lb_score_raw"),
         ]
     else:
@@ -284,16 +292,16 @@ FROM (SELECT {', '.join(inner)} FROM raw)"""
 
 def _labels(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],
             n_classes: int | None) -> str:
-    rid_col, _ = _field(m, raw_types, "request_id")  # type: ignore[misc]
-    lab_col, _ = _field(m, raw_types, "label")  # type: ignore[misc]
+    rid_col, rid_t = _field(m, raw_types, "request_id")  # type: ignore[misc]
+    lab_col, lab_t = _field(m, raw_types, "label")  # type: ignore[misc]
     inner = [
         "rowid AS _lb_ord",
-        f"{_text(rid_col)} AS request_id",
-        f"{canonical_label(lab_col)} AS label",
+        f"{_text(rid_col, rid_t)} AS request_id",
+        f"{canonical_label(lab_col, lab_t)} AS label",
         f"{_show(lab_col)} AS _lb_label_raw",
     ]
     mf = _field(m, raw_types, "model")
-    inner.append(f"coalesce({_text(mf[0])}, $model) AS model" if mf else "$model AS model")
+    inner.append(f"coalesce({_text(*mf)}, $model) AS model" if mf else "$model AS model")
     lt = _field(m, raw_types, "label_ts")
     if lt:
         inner += [f"coalesce({ts_expr(*lt)}, CASE WHEN {_blank(*lt)} THEN $ingest_ts END) AS label_ts",
@@ -308,9 +316,9 @@ def _labels(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraCol
         ("request_id IS NULL", "missing_request_id", "'request id is empty'"),
         ("label IS NULL", "bad_label", "'label is empty'"),
         ("lb_models.task = 'binary' AND label NOT IN ('0', '1')", "bad_label",
-         "'model ' || model || ' is binary; label must be 0 or 1, got ' || _lb_label_raw"),
+         "'model ' || s.model || ' is binary; label must be 0 or 1, got ' || _lb_label_raw"),
         ("lb_models.task = 'multiclass' AND NOT list_contains(lb_models.classes, label)", "bad_label",
-         "'model ' || model || ' has classes ' || array_to_string(lb_models.classes, ', ') "
+         "'model ' || s.model || ' has classes ' || array_to_string(lb_models.classes, ', ') "
          "|| '; got ' || _lb_label_raw"),
         ("label_ts IS NULL", "bad_ts", "'label time is not a timestamp in [1970, 2200): ' || _lb_ts_raw"),
         ("_lb_extra_bad", "bad_value", "_lb_extra_detail"),
@@ -328,7 +336,7 @@ LEFT JOIN lb_models ON lb_models.model = s.model"""
 def _kpi(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],
          n_classes: int | None) -> str:
     ts_col, ts_t = _field(m, raw_types, "ts")  # type: ignore[misc]
-    kpi_col, _ = _field(m, raw_types, "kpi")  # type: ignore[misc]
+    kpi_col, kpi_t = _field(m, raw_types, "kpi")  # type: ignore[misc]
     val_col, val_t = _field(m, raw_types, "value")  # type: ignore[misc]
     extra_items, extra_bad, extra_detail = _extras_parts(extras)
     inner = [
@@ -336,7 +344,7 @@ def _kpi(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn
         f"{ts_expr(ts_col, ts_t)} AS ts",
         f"{_blank(ts_col, ts_t)} AS _lb_ts_blank",
         f"{_show(ts_col)} AS _lb_ts_raw",
-        f"{_text(kpi_col)} AS kpi",
+        f"{_text(kpi_col, kpi_t)} AS kpi",
         f"{_as_double(val_col, val_t)} AS value",
         f"{_blank(val_col, val_t)} AS _lb_value_blank",
         f"{_show(val_col)} AS _lb_value_raw",
