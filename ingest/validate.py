@@ -71,8 +71,9 @@ def _epoch_to_ts(x: str) -> str:
 def ts_expr(col: str, sql_type: str) -> str:
     """SQL turning a raw column of ``sql_type`` into TIMESTAMPTZ (NULL when unparsable)."""
     t = sql_type.upper()
-    if t == "TIMESTAMP WITH TIME ZONE":
-        parsed = col
+    if "TIME ZONE" in t or t.startswith("TIMESTAMPTZ"):
+        # TIMESTAMPTZ and its nanosecond variant (pandas writes TIMESTAMPTZ_NS): an instant.
+        parsed = f"CAST({col} AS TIMESTAMPTZ)"
     elif t.startswith("TIMESTAMP") or t == "DATE":
         parsed = f"CAST(CAST({col} AS TIMESTAMP) AS TIMESTAMPTZ)"
     elif t in ("VARCHAR",):
