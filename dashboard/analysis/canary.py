@@ -1,0 +1,140 @@
+"""Canary vs baseline: is the new model version worse than the one it would replace?
+
+Both versions are compared over the **same time range** — the overlap of their traffic inside
+the filter — so a daily pattern or an incident cannot favour one of them. The test is on the
+per-row clipped log loss (docs/metrics/canary.md):
+
+* ``relative_delta = L_candidate / L_baseline − 1``;
+* ``p_value``: two-sided Welch t-test of L_candidate − L_baseline;
+* ``p_value_worse``: one-sided Welch test of the non-inferiority null
+  ``L_candidate ≤ (1 + max_relative_increase)·L_baseline`` — small means the candidate is
+  worse than the tolerance allows, with confidence;
+* verdict ``insufficient_data`` when either side has fewer than ``min_samples`` labelled rows,
+  else ``fail`` when ``p_value_worse < alpha``, else ``pass``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import duckdb
+
+from lossboard.dashboard.analysis import base
+from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.analysis.stats import Moments, moments_sql, welch
+from lossboard.errors import QueryError
+
+VERDICTS = ("pass", "fail", "insufficient_data")
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    """The comparison of two model versions over their common time range."""
+
+    baseline: str
+    candidate: str
+    start: datetime | None
+    end: datetime | None
+    n_baseline: int
+    n_candidate: int
+    log_loss_baseline: float | None
+    log_loss_candidate: float | None
+    relative_delta: float | None
+    t_statistic: float | None
+    p_value: float | None
+    p_value_worse: float | None
+    max_relative_increase: float
+    alpha: float
+    min_samples: int
+    verdict: str
+    reason: str
+
+
+def version_spans(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[tuple[str, datetime, datetime, int]]:
+    """(version, first ts, last ts, predictions) per model version in the filter, by first ts."""
+    rows = base.prediction_rows(con, flt)
+    return con.execute(
+        f"SELECT model_version, min(ts), max(ts), count(*) FROM ({rows.sql}) "
+        "GROUP BY ALL ORDER BY min(ts), model_version", rows.params).fetchall()
+
+
+def detect_pair(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[str, str] | None:
+    """(baseline, candidate) when two versions overlap in time: the candidate is the version
+    that started last among those overlapping another, the baseline the busiest version it
+    overlaps. None when no two versions overlap."""
+    spans = version_spans(con, replace(flt, versions=()))
+    for cand in sorted(spans, key=lambda s: (s[1], s[0]), reverse=True):
+        overlapping = [s for s in spans if s[0] != cand[0] and s[1] <= cand[2] and cand[1] <= s[2]]
+        if overlapping:
+            baseline = max(overlapping, key=lambda s: (s[3], s[0]))
+            return baseline[0], cand[0]
+    return None
+
+
+def compare_versions(con: duckdb.DuckDBPyConnection, flt: Filter, *, baseline: str,
+                     candidate: str, min_samples: int = base.DEFAULT_MIN_SAMPLES,
+                     max_relative_increase: float = 0.05, alpha: float = 0.05) -> CanaryResult:
+    """Compare ``candidate`` with ``baseline`` over their overlapping traffic in ``flt``.
+
+    See the module docstring for the statistics. Example: equal losses give
+    relative_delta 0, p_value_worse ≈ 1 and verdict ``pass`` (with enough rows).
+    """
+    if baseline == candidate:
+        raise QueryError("baseline and candidate must be different versions")
+    if min_samples < 2:
+        raise QueryError(f"min_samples must be at least 2, got {min_samples}")
+    if not 0 < alpha < 1:
+        raise QueryError(f"alpha must be in (0, 1), got {alpha!r}")
+    if max_relative_increase < 0:
+        raise QueryError(f"max_relative_increase must be >= 0, got {max_relative_increase!r}")
+    flt = base.resolve_model(con, flt)
+    spans = {s[0]: s for s in version_spans(con, replace(flt, versions=()))}
+    missing = [v for v in (baseline, candidate) if v not in spans]
+    common = dict(baseline=baseline, candidate=candidate, max_relative_increase=max_relative_increase,
+                  alpha=alpha, min_samples=min_samples)
+    if missing:
+        return CanaryResult(start=None, end=None, n_baseline=0, n_candidate=0, log_loss_baseline=None,
+                            log_loss_candidate=None, relative_delta=None, t_statistic=None,
+                            p_value=None, p_value_worse=None, verdict="insufficient_data",
+                            reason=f"no predictions of version(s) {', '.join(missing)} in the filter",
+                            **common)
+    start = max(spans[baseline][1], spans[candidate][1])
+    last = min(spans[baseline][2], spans[candidate][2])
+    if start > last:
+        return CanaryResult(start=None, end=None, n_baseline=0, n_candidate=0, log_loss_baseline=None,
+                            log_loss_candidate=None, relative_delta=None, t_statistic=None,
+                            p_value=None, p_value_worse=None, verdict="insufficient_data",
+                            reason="the two versions never served traffic at the same time", **common)
+    # Half-open [start, end): end is just past the last common prediction.
+    window = replace(flt, start=start, versions=(baseline, candidate))
+    rows = base.labelled_rows(con, window)
+    result = con.execute(
+        f"SELECT model_version, {moments_sql('loss')} FROM ({rows.sql}) WHERE ts <= $lb_last "
+        "GROUP BY ALL ORDER BY model_version", {**rows.params, "lb_last": last}).fetchall()
+    m = {r[0]: Moments(int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in result}
+    empty = Moments(0, 0.0, 0.0, 0.0, 0.0)
+    mb, mc = m.get(baseline, empty), m.get(candidate, empty)
+    lb, lc = mb.mean, mc.mean
+    rel = None if lb is None or lc is None or lb == 0 else lc / lb - 1
+    two_sided = welch(mc, mb)
+    tol = 1 + max_relative_increase
+    scaled = Moments(mb.n, mb.sum_w, mb.sum_w2, mb.sum_wx * tol, mb.sum_wx2 * tol * tol)
+    worse = welch(mc, scaled, alternative="greater")
+    base_fields = dict(start=start, end=last, n_baseline=mb.n, n_candidate=mc.n,
+                       log_loss_baseline=lb, log_loss_candidate=lc, relative_delta=rel,
+                       t_statistic=None if two_sided is None else two_sided.t_statistic,
+                       p_value=None if two_sided is None else two_sided.p_value,
+                       p_value_worse=None if worse is None else worse.p_value, **common)
+    if mb.n < min_samples or mc.n < min_samples:
+        return CanaryResult(verdict="insufficient_data", reason=(
+            f"{mb.n:,} labelled rows of {baseline} and {mc.n:,} of {candidate} in the common "
+            f"range; at least {min_samples:,} each are needed"), **base_fields)
+    if worse is not None and worse.p_value is not None and worse.p_value < alpha:
+        return CanaryResult(verdict="fail", reason=(
+            f"{candidate} log loss {lc:.4f} is {rel:+.1%} vs {baseline} {lb:.4f}: worse than the "
+            f"allowed {max_relative_increase:+.1%} (one-sided p = {worse.p_value:.2g} < {alpha:g})"),
+            **base_fields)
+    return CanaryResult(verdict="pass", reason=(
+        f"{candidate} log loss {lc:.4f} is {rel:+.1%} vs {baseline} {lb:.4f}: not worse than "
+        f"the allowed {max_relative_increase:+.1%} at alpha {alpha:g}"), **base_fields)
