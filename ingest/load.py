@@ -602,13 +602,18 @@ def _raw_columns(st: _Staged) -> list[str]:
 
 def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, st: _Staged,
                        file_id: int) -> None:
+    raw_json = _raw_json(st)
+    params = {"file_id": file_id, "path": src.label, "kind": st.mapping.kind}
+    if "$salt" in raw_json:
+        # DuckDB refuses a bound parameter the statement does not use (files without PII).
+        params["salt"] = st.snapshot.salt
     con.execute(
         f"""INSERT INTO {_T}.quarantine
-        SELECT $file_id, $path, $kind, s._lb_row_number, s._lb_reason, s._lb_detail, {_raw_json(st)}
+        SELECT $file_id, $path, $kind, s._lb_row_number, s._lb_reason, s._lb_detail, {raw_json}
         FROM staged s JOIN raw r ON r.rowid = s._lb_ord
         WHERE s._lb_reason IS NOT NULL AND s._lb_reason <> 'duplicate'
         ORDER BY s._lb_ord""",
-        {"file_id": file_id, "path": src.label, "kind": st.mapping.kind, "salt": st.snapshot.salt},
+        params,
     )
     if st.n_rejects:
         # A line the reader could not split cannot have its PII columns found, so when the
