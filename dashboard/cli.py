@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -265,9 +266,13 @@ def columns_cmd(
 
     try:
         if set_:
+            pairs = parse_pairs(set_, "--set")
             with write_connection(db) as con:
-                for name, role in parse_pairs(set_, "--set"):
+                for name, role in pairs:
                     schema.set_column_role(con, kind or "predictions", name, role)
+            if any(role == "pii" for _, role in pairs):
+                # Hashing in place leaves the raw bytes in the file's free blocks: rewrite it.
+                schema.compact_database(db)
         with read_connection(db) as con:
             df = health.registered_columns(con, kind)
     except LossboardError as exc:
@@ -341,11 +346,21 @@ def serve_cmd(
     app_path = Path(__file__).resolve().parent / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path),
            "--server.port", str(port), "--server.headless", str(headless).lower(),
-           # No network calls at runtime besides what the user configures.
-           "--browser.gatherUsageStats", "false",
+           # No network calls at runtime besides what the user configures. Without a server
+           # address, a headless Streamlit asks checkip.amazonaws.com for an "External URL".
+           "--browser.gatherUsageStats", "false", "--browser.serverAddress", "localhost",
            "--", "--db", str(db.resolve())]
     console.print(f"lossboard dashboard on http://localhost:{port} (database {db})")
-    raise typer.Exit(subprocess.call(cmd, env={**os.environ, "LOSSBOARD_DB": str(db.resolve())}))
+    server = subprocess.Popen(cmd, env={**os.environ, "LOSSBOARD_DB": str(db.resolve())})
+    # A SIGTERM meant for `lossboard serve` (a supervisor, `kill PID`) must stop Streamlit too,
+    # or it keeps the port and keeps reading the database.
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.terminate())
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached Streamlit as well (same process group): let it shut down cleanly.
+        code = server.wait()
+    raise typer.Exit(code)
 
 
 def main() -> None:

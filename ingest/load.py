@@ -396,6 +396,12 @@ def _plan_extras(mapping: ResolvedMapping, raw_types: dict[str, str], sniffed: d
         if target != name:
             warnings.append(f"column {name!r} collides with a lossboard field and is stored as {target!r}")
         reg = registered.get(target)
+        if role == "pii" and reg is not None and reg.role != "pii":
+            # Hashing only the new rows would leave the column half raw, half hashed.
+            raise IngestError(
+                f"{src.label}: column {name!r} is registered as a {reg.role} holding raw values; "
+                f"hash the stored values first with `lossboard columns --set {name}=pii`, then "
+                "ingest this file again")
         if role == "pii" or (reg is not None and reg.role == "pii"):
             role, target_type = "pii", "VARCHAR"
         elif reg is not None:
@@ -552,6 +558,8 @@ def _check_models(con: duckdb.DuckDBPyConnection, st: _Staged, src: readers.Sour
 def _classify_against_existing(con: duckdb.DuckDBPyConnection, kind: str, table: str) -> None:
     _, conflict = validate.DEDUPE_KEYS[kind]
     on = validate.key_match(kind, "e", "s")
+    # The row the database kept is the first occurrence, so every valid copy in this file is
+    # compared with it, including copies the in-file dedupe compared with the file's own first.
     con.execute(f"""UPDATE staged SET
       _lb_reason = CASE WHEN x.same THEN 'duplicate' ELSE '{conflict}' END,
       _lb_detail = CASE WHEN x.same THEN 'already in the database (file ' || x.file_id || ', row ' || x.row_number || ')'
@@ -559,7 +567,8 @@ def _classify_against_existing(con: duckdb.DuckDBPyConnection, kind: str, table:
                         || x.row_number || '), which was kept' END
     FROM (SELECT s._lb_ord, s._lb_row_hash = e._lb_row_hash AS same, e._lb_file_id AS file_id,
                  e._lb_row_number AS row_number
-          FROM staged s JOIN {table} e ON {on} WHERE s._lb_reason IS NULL) x
+          FROM staged s JOIN {table} e ON {on}
+          WHERE s._lb_reason IS NULL OR s._lb_reason IN ('duplicate', '{conflict}')) x
     WHERE staged._lb_ord = x._lb_ord""")
 
 

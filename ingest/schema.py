@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
@@ -278,3 +279,35 @@ def set_column_role(con: duckdb.DuckDBPyConnection, kind: str, name: str, role: 
         con.execute("ROLLBACK")
         raise
     return read_columns(con, kind)[name]
+
+
+def compact_database(db_path: str | Path, timeout_s: float = 60.0) -> None:
+    """Rewrite the database file so that nothing deleted or overwritten survives in it.
+
+    DuckDB reuses freed blocks but does not wipe them, so after ``lossboard columns --set
+    COL=pii`` the raw values could still be found in the file's free space. Copying every table
+    into a fresh file and swapping it in removes them. The old file is held read-write during
+    the copy, so no ingest can commit in between; readers retry meanwhile.
+    """
+    import os
+
+    from lossboard.db import retry_on_lock
+    from lossboard.sql import quote_literal
+
+    path = Path(db_path)
+    fresh = path.with_name(path.name + ".compacting")
+    for leftover in (fresh, Path(str(fresh) + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = duckdb.connect(":memory:")
+    try:
+        retry_on_lock(lambda: con.execute(f"ATTACH {quote_literal(str(path))} AS lb_old"),
+                      timeout_s, f"opening {path} to compact it")
+        con.execute(f"ATTACH {quote_literal(str(fresh))} AS lb_new")
+        con.execute("COPY FROM DATABASE lb_old TO lb_new")
+        con.execute("DETACH lb_new")
+        # Swap while the old file is still locked by us: a process waiting for the lock
+        # reopens the path and gets the new file.
+        os.replace(fresh, path)
+        Path(str(path) + ".wal").unlink(missing_ok=True)
+    finally:
+        con.close()

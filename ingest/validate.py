@@ -127,6 +127,10 @@ def pii_hash(col: str) -> str:
     return f"left(sha256($salt || CAST({col} AS VARCHAR)), 20)"
 
 
+_INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                            "USMALLINT", "UINTEGER", "UBIGINT"})
+
+
 def _extra_cast(x: ExtraColumn) -> tuple[str, str]:
     """(value expression, 'cast failed' condition) for one extra column."""
     col = q(x.source)
@@ -138,7 +142,11 @@ def _extra_cast(x: ExtraColumn) -> tuple[str, str]:
         return f"CAST({col} AS VARCHAR)", "false"
     source = f"NULLIF(trim({col}), '')" if _is_text(x.source_type) else col
     value = f"TRY_CAST({source} AS {x.target_type})"
-    return value, f"({source} IS NOT NULL AND {value} IS NULL)"
+    failed = f"({source} IS NOT NULL AND {value} IS NULL)"
+    if x.target_type.upper() in _INTEGER_TYPES:
+        # DuckDB rounds '5.5' to 6 when casting to an integer; a fraction is a bad value here.
+        failed = f"({failed} OR TRY_CAST({source} AS DOUBLE) <> {value})"
+    return value, failed
 
 
 def _extras_parts(extras: list[ExtraColumn]) -> tuple[list[str], str, str]:

@@ -247,6 +247,23 @@ def test_columns_set_pii(ingested: Path, cli: CliRunner) -> None:
     assert not {"eu", "us"} & {r["region"] for r in raws}
 
 
+def test_columns_set_pii_leaves_no_raw_bytes_in_the_file(tmp_path: Path, cli: CliRunner) -> None:
+    # DuckDB does not wipe freed blocks: without the rewrite the raw values stay findable.
+    secret = "secret-address-12345@example.org"
+    path = write_csv(tmp_path, "c.csv", f"""\
+        request_id,ts,p,contact
+        a,{TS},0.5,{secret}
+        """)
+    db = tmp_path / "c.duckdb"
+    assert invoke(cli, "ingest", "--db", db, *MODEL, "--features", "contact", path).exit_code == 0
+    assert secret.encode() in db.read_bytes()
+    result = invoke(cli, "columns", "--db", db, "--set", "contact=pii")
+    assert result.exit_code == 0, result.output
+    assert secret.encode() not in db.read_bytes()
+    assert scalar(db, "SELECT count(*) FROM predictions") == 1
+    assert scalar(db, "SELECT count(*) FROM labelled") == 0  # views survive the rewrite
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "region=secret"], "unknown role 'secret'"),
     (["--set", "nope=feature"], "no predictions column named 'nope' is registered"),

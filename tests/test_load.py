@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    TS, assert_accounted, ingest_one, only_file, query, run_ingest, scalar, write_csv,
+    TS, assert_accounted, ingest_one, only_file, quarantined, query, run_ingest, scalar, write_csv,
     write_parquet,
 )
 from lossboard.db import write_connection
@@ -145,6 +145,35 @@ def test_registered_type_is_kept_for_later_files(tmp_path: Path, db_path: Path) 
                                                               "p": [0.2], "amount": ["7"]}),
                model="m", model_version="v1")
     assert query(db_path, "SELECT amount FROM predictions ORDER BY request_id") == [(1.5,), (7.0,)]
+
+
+def test_fraction_in_a_registered_integer_column_is_a_bad_value(tmp_path: Path,
+                                                                  db_path: Path) -> None:
+    # cnt is BIGINT from the first file; DuckDB would round a later 5.5 to 6 silently.
+    ingest_one(db_path, write_parquet(tmp_path, "1.parquet", {"request_id": ["a"], "ts": [TS],
+                                                              "p": [0.1], "cnt": [3]}),
+               model="m", model_version="v1")
+    result = ingest_one(db_path, write_parquet(tmp_path, "2.parquet", {
+        "request_id": ["b", "c"], "ts": [TS, TS], "p": [0.2, 0.3], "cnt": ["5.5", "7"]}),
+        model="m", model_version="v1")
+    assert_accounted(result)
+    assert result.reasons == {"bad_value": 1}
+    assert quarantined(db_path) == [(1, "bad_value", "not a value of the column's type in: cnt")]
+    assert query(db_path, "SELECT request_id, cnt FROM predictions ORDER BY request_id") == [
+        ("a", 3), ("c", 7)]
+
+
+def test_flagging_a_registered_raw_column_as_pii_rejects_the_file(tmp_path: Path,
+                                                                   db_path: Path) -> None:
+    ingest_one(db_path, write_parquet(tmp_path, "1.parquet", {"request_id": ["a"], "ts": [TS],
+                                                              "p": [0.1], "contact": ["x@y.z"]}),
+               model="m", model_version="v1", features=("contact",))
+    result = only_file(run_ingest(db_path, write_parquet(tmp_path, "2.parquet", {
+        "request_id": ["b"], "ts": [TS], "p": [0.2], "contact": ["q@y.z"]}),
+        model="m", model_version="v1", pii=("contact",)))
+    assert result.status == "rejected"
+    assert "lossboard columns --set contact=pii" in result.message
+    assert scalar(db_path, "SELECT count(*) FROM predictions") == 1
 
 
 def test_column_named_like_a_contract_field_is_kept_under_another_name(tmp_path: Path,
