@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lossboard.dashboard.state import db_path, query
+from lossboard.dashboard.state import database_ready
 
-st.set_page_config(page_title="lossboard", page_icon=":material/monitoring:", layout="wide")
+# An emoji favicon is drawn in the browser; a :material/...: one is fetched from
+# fonts.gstatic.com, and the dashboard makes no external requests.
+st.set_page_config(page_title="lossboard", page_icon="📉", layout="wide")
 
-
-def _database_ready() -> bool:
-    from lossboard.dashboard.analysis.health import table_counts
-    from lossboard.errors import LossboardError
-
-    if not db_path().exists():
-        return False
-    try:
-        return not query(table_counts).empty
-    except LossboardError:
-        return False
-
-
-if _database_ready():
+if database_ready():
     pages = [st.Page("pages/data_health.py", title="Data health", icon=":material/fact_check:",
                      default=True)]
 else:

@@ -349,6 +349,7 @@ def serve_cmd(
            # No network calls at runtime besides what the user configures. Without a server
            # address, a headless Streamlit asks checkip.amazonaws.com for an "External URL".
            "--browser.gatherUsageStats", "false", "--browser.serverAddress", "localhost",
+           "--client.toolbarMode", "minimal",
            "--", "--db", str(db.resolve())]
     console.print(f"lossboard dashboard on http://localhost:{port} (database {db})")
     server = subprocess.Popen(cmd, env={**os.environ, "LOSSBOARD_DB": str(db.resolve())})

@@ -2,8 +2,9 @@
 
 Pages call :func:`query` with an analysis function and its parameters. The connection is
 short-lived and read-only (see :mod:`lossboard.db`: a connection kept open would block every
-ingest), and results are cached with ``st.cache_data`` keyed on the database's last ingest
-file id, so a page shows new data as soon as an ingest commits, without a restart.
+ingest), and results are cached with ``st.cache_data`` keyed on the database file's
+modification time and size (:func:`data_version`), so a page shows new data as soon as an
+ingest commits, without a restart.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def _cached(fn_module: str, fn_name: str, db: str, version: tuple[float, int],
     fn = getattr(importlib.import_module(fn_module), fn_name)
     with read_connection(db) as con:
         return fn(con, **dict(params))
+
+
+def database_ready() -> bool:
+    """True once the database exists and holds predictions, labels or KPIs."""
+    from lossboard.dashboard.analysis.health import table_counts
+    from lossboard.errors import LossboardError
+
+    if not db_path().exists():
+        return False
+    try:
+        return not query(table_counts).empty
+    except LossboardError:
+        return False
 
 
 def query(fn: Callable[..., T], **params: Any) -> T:

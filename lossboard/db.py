@@ -86,7 +86,11 @@ def read_connection(
     def _open() -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(path), read_only=True)
 
-    con = retry_on_lock(_open, timeout_s, f"opening {path} for reading")
+    try:
+        con = retry_on_lock(_open, timeout_s, f"opening {path} for reading")
+    except duckdb.Error as exc:
+        raise LossboardError(f"cannot open {path} as a lossboard database: "
+                             f"{str(exc).splitlines()[0]}") from exc
     try:
         _configure(con)
         yield con
@@ -105,9 +109,12 @@ def write_connection(
     """
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = retry_on_lock(
-        lambda: duckdb.connect(str(path)), timeout_s, f"opening {path} for writing"
-    )
+    try:
+        con = retry_on_lock(lambda: duckdb.connect(str(path)), timeout_s,
+                            f"opening {path} for writing")
+    except duckdb.Error as exc:
+        raise LossboardError(f"cannot open {path} as a lossboard database: "
+                             f"{str(exc).splitlines()[0]}") from exc
     try:
         _configure(con)
         yield con

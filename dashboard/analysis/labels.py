@@ -1,0 +1,276 @@
+"""Labels: how many predictions have one, how late they come, and which windows are mature.
+
+Labels arrive hours or days after the prediction, so a recent window always looks
+under-labelled; its loss is computed from the few fast labels and is neither good nor bad yet.
+This module measures the lag, flags buckets old enough for their labels to be in (*mature*),
+and detects a *label stall*: mature buckets whose labels never came. docs/metrics/labels.md has
+every definition; in short:
+
+* a prediction is **labelled** when a *usable* label exists for it: a label row with its
+  request_id whose model is the prediction's model or NULL (a label without a model applies to
+  every model), and whose value is valid for the model (``'0'`` / ``'1'`` for a binary model, one
+  of the registered classes for a multiclass one) — the rule of ``base.labelled_rows``. When a
+  prediction has both a model-specific and a model-less usable label, the model-specific one is
+  *the* label (its time and source are used), so each prediction counts once;
+* **lag** = ``label_ts - ts`` in hours, only for labels whose ``label_ts_source = 'file'``:
+  labels that came without a time got the ingest's start time, which says when we loaded the
+  file, not when the outcome was known; they are counted (``n_ingest_time``), not used;
+* quantiles are DuckDB's ``quantile_cont``: linear interpolation between order statistics at
+  position ``q (n - 1)`` (Hyndman & Fan type 7), which is numpy.quantile's default
+  ``method='linear'``;
+* a bucket is **mature** when ``as_of - bucket_end >= lag p90`` with ``as_of`` the Filter's
+  end if set, else the newest prediction in the database (the Filter's own as-of rule).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from lossboard.dashboard.analysis.base import (
+    DEFAULT_MIN_SAMPLES,
+    model_info,
+    predictions_columns,
+    resolve_model,
+)
+from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.analysis.saturation import bucket_start_sql, nullable, run_query
+from lossboard.errors import QueryError
+
+_INTERVAL = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY"}
+_US_PER_HOUR = 3_600_000_000
+
+COVERAGE_COLUMNS = (
+    "bucket_start", "bucket_end", "n_predictions", "n_labelled", "coverage", "n_lag",
+    "n_ingest_time", "lag_p50_hours", "lag_p90_hours", "lag_p99_hours", "age_hours",
+    "maturity_lag_hours", "mature", "low_confidence",
+)
+
+
+def label_relation(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[str, dict[str, Any]]:
+    """One row per prediction of the filter: ``ts, request_id, labelled, label, label_ts,
+    label_ts_source, lag_hours`` (the label columns NULL when unlabelled).
+
+    ``lag_hours = (label_ts - ts)`` in hours at microsecond resolution, for every usable label
+    (callers restrict to ``label_ts_source = 'file'``). Two left joins, no aggregation: labels
+    are unique per (model, request_id) with NULL a model of its own, so at most one
+    model-specific and one model-less label can match, and the model-specific one wins.
+    """
+    flt = resolve_model(con, flt)
+    info = model_info(con, flt.model)
+    where = flt.where(predictions_columns(con), alias="p")
+    params: dict[str, Any] = dict(where.params)
+    if info.task == "binary":
+        usable = "{a}.label IN ('0', '1')"
+    else:
+        params["lr_classes"] = list(info.classes)
+        usable = "list_contains($lr_classes, {a}.label)"
+    pick = "CASE WHEN lm.request_id IS NOT NULL THEN lm.{c} ELSE ln.{c} END"
+    sql = f"""
+SELECT ts, request_id, label IS NOT NULL AS labelled, label, label_ts, label_ts_source,
+       (epoch_us(label_ts) - epoch_us(ts)) / {_US_PER_HOUR}.0 AS lag_hours
+FROM (
+  SELECT p.ts, p.request_id, {pick.format(c='label')} AS label,
+         {pick.format(c='label_ts')} AS label_ts,
+         {pick.format(c='label_ts_source')} AS label_ts_source
+  FROM predictions p
+  LEFT JOIN labels lm ON lm.request_id = p.request_id AND lm.model = p.model
+                     AND {usable.format(a='lm')}
+  LEFT JOIN labels ln ON ln.request_id = p.request_id AND ln.model IS NULL
+                     AND {usable.format(a='ln')}
+  WHERE {where.sql}
+)"""
+    return sql, params
+
+
+def _as_of(con: duckdb.DuckDBPyConnection, flt: Filter) -> datetime | None:
+    if flt.end is not None:
+        return flt.end
+    return con.execute("SELECT max(ts) FROM predictions").fetchone()[0]
+
+
+# --------------------------------------------------------------------------- lag
+@dataclass(frozen=True)
+class LabelLag:
+    """Label lag over the filter's labelled predictions (hours; None when ``n = 0``).
+
+    ``n``: labels with a file-given time (the lag sample); ``n_ingest_time``: labels timed at
+    ingest, left out of the quantiles; ``n_before_prediction``: of the ``n``, those with
+    ``label_ts < ts`` (negative lag: a clock or join problem upstream) — they stay in the
+    quantiles, as recorded; ``frac_before_prediction = n_before_prediction / n``.
+    """
+
+    p50_hours: float | None
+    p90_hours: float | None
+    p99_hours: float | None
+    n: int
+    n_ingest_time: int
+    n_before_prediction: int
+    frac_before_prediction: float | None
+
+
+def label_lag(con: duckdb.DuckDBPyConnection, flt: Filter) -> LabelLag:
+    """Quantiles p50 / p90 / p99 of ``label_ts - ts`` (hours) over the filter's predictions.
+
+    Only usable labels with ``label_ts_source = 'file'``; quantiles by ``quantile_cont``
+    (= ``numpy.quantile(lags, q)`` with the default ``method='linear'``). Lags are
+    right-censored: in a window ending now, slow labels have not arrived yet, so the lag of a
+    recent window is biased low; measure it over a window that is weeks old.
+
+    Example: lags [1, 2, 3, 10] h give p50 = 2.5, p90 = 7.9, p99 = 9.79.
+    """
+    src, params = label_relation(con, flt)
+    sql = f"""
+SELECT quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file') AS q,
+       count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n,
+       count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time,
+       count(*) FILTER (WHERE label_ts_source = 'file' AND label_ts < ts) AS n_before
+FROM ({src})"""
+    try:
+        q, n, n_ingest, n_before = con.execute(sql, params).fetchone()
+    except duckdb.Error as exc:
+        raise QueryError(f"computing label lag: {exc}") from exc
+    q = q or [None, None, None]
+    return LabelLag(p50_hours=q[0], p90_hours=q[1], p99_hours=q[2], n=n,
+                    n_ingest_time=n_ingest, n_before_prediction=n_before,
+                    frac_before_prediction=n_before / n if n else None)
+
+
+# --------------------------------------------------------------------------- coverage
+def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day",
+             lag_p90_hours: float | None = None,
+             min_samples: int = DEFAULT_MIN_SAMPLES) -> pd.DataFrame:
+    """Label coverage per UTC bucket, with the bucket's lag and whether it is mature.
+
+    One row per bucket holding at least one prediction of the filter, by ``bucket_start``:
+
+    * ``bucket_start``, ``bucket_end = bucket_start + 1 hour | 1 day``;
+    * ``n_predictions``; ``n_labelled`` (a usable label exists); ``coverage =
+      n_labelled / n_predictions`` (unweighted; 0.0 for a bucket without labels);
+    * ``n_lag`` file-timed labels, ``n_ingest_time`` ingest-timed ones; ``lag_p50_hours``,
+      ``lag_p90_hours``, ``lag_p99_hours`` over the ``n_lag`` (``<NA>`` when ``n_lag = 0``);
+    * ``age_hours = (as_of - bucket_end)`` in hours, ``as_of`` = the Filter's end, else the
+      newest prediction in the database;
+    * ``maturity_lag_hours``: the lag p90 the maturity rule uses, ``lag_p90_hours`` if given,
+      else :func:`label_lag` over the same filter; ``mature = age_hours >= maturity_lag_hours``
+      (``<NA>`` when there is no lag estimate: nothing to judge by);
+    * ``low_confidence = n_predictions < min_samples``.
+
+    Example: a day bucket ending 50 h before as-of with lag p90 42 h is mature; its coverage
+    is trustworthy. One ending 10 h before as-of is not, whatever its coverage.
+    """
+    if bucket not in _INTERVAL:
+        raise QueryError(f"bucket must be 'hour' or 'day', got {bucket!r}")
+    if lag_p90_hours is not None and not (isinstance(lag_p90_hours, (int, float))
+                                          and math.isfinite(lag_p90_hours)):
+        raise QueryError(f"lag_p90_hours must be a finite number of hours, got {lag_p90_hours!r}")
+    if lag_p90_hours is None:
+        lag_p90_hours = label_lag(con, flt).p90_hours
+    src, params = label_relation(con, flt)
+    params.update(cv_as_of=_as_of(con, flt), cv_lag=lag_p90_hours, cv_min=min_samples)
+    sql = f"""
+SELECT bucket_start, bucket_start + {_INTERVAL[bucket]} AS bucket_end, n_predictions, n_labelled,
+       n_labelled / n_predictions AS coverage, n_lag, n_ingest_time,
+       q[1] AS lag_p50_hours, q[2] AS lag_p90_hours, q[3] AS lag_p99_hours,
+       (epoch_us(CAST($cv_as_of AS TIMESTAMPTZ)) - epoch_us(bucket_start + {_INTERVAL[bucket]}))
+         / {_US_PER_HOUR}.0 AS age_hours,
+       CAST($cv_lag AS DOUBLE) AS maturity_lag_hours,
+       n_predictions < $cv_min AS low_confidence
+FROM (
+  SELECT {bucket_start_sql(bucket)} AS bucket_start,
+         count(*) AS n_predictions,
+         count(*) FILTER (WHERE labelled) AS n_labelled,
+         count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n_lag,
+         count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time,
+         quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file') AS q
+  FROM ({src})
+  GROUP BY ALL
+)
+ORDER BY bucket_start"""
+    frame = run_query(con, sql, params, "computing label coverage")
+    frame = nullable(frame, ("lag_p50_hours", "lag_p90_hours", "lag_p99_hours",
+                             "maturity_lag_hours"))
+    mature = frame["age_hours"] >= frame["maturity_lag_hours"]
+    frame.insert(len(frame.columns) - 1, "mature", mature.astype("boolean"))
+    return frame[list(COVERAGE_COLUMNS)]
+
+
+# --------------------------------------------------------------------------- stall
+@dataclass(frozen=True)
+class LabelStall:
+    """:func:`label_stall`'s verdict. ``stalled`` is None when it cannot be judged
+    (``reason`` says why: ``no_lag_estimate``, ``no_mature_buckets``, ``no_earlier_buckets``);
+    else ``reason`` is ``stalled`` or ``ok``."""
+
+    stalled: bool | None
+    reason: str
+    recent_coverage: float | None
+    typical_coverage: float | None
+    ratio: float
+    recent_start: datetime | None
+    recent_end: datetime | None
+    n_recent_predictions: int
+    n_recent_buckets: int
+    n_typical_buckets: int
+    maturity_lag_hours: float | None
+
+
+def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "hour",
+                recent_hours: float = 24.0, ratio: float = 0.5,
+                lag_p90_hours: float | None = None) -> LabelStall:
+    """Have labels stopped arriving? Compares the newest mature buckets with the older ones.
+
+    From :func:`coverage` (same ``bucket`` and ``lag_p90_hours``): the *recent* buckets are the
+    mature ones starting within ``recent_hours`` before the end of the newest mature bucket; the
+    *typical* coverage is the median of the per-bucket coverage of the older mature buckets.
+    ``recent_coverage`` is pooled, ``sum(n_labelled) / sum(n_predictions)`` over the recent
+    buckets. ``stalled = recent_coverage < ratio * typical_coverage``.
+
+    Only mature buckets take part, so a window that is merely too young for its labels is never
+    called stalled; the price is that a stall is seen ``lag p90`` hours after it starts. A stall
+    longer than the older mature buckets' span drags the median down with it; choose a filter
+    that starts well before the suspected stall.
+
+    Example: older mature hours covered at 0.93 (median), the last 24 mature hours at 0.02:
+    0.02 < 0.5 x 0.93, stalled.
+    """
+    if not (isinstance(ratio, (int, float)) and 0 < ratio <= 1):
+        raise QueryError(f"ratio must be in (0, 1], got {ratio!r}")
+    if not (isinstance(recent_hours, (int, float)) and 0 < recent_hours < math.inf):
+        raise QueryError(f"recent_hours must be a positive number of hours, got {recent_hours!r}")
+    cov = coverage(con, flt, bucket=bucket, lag_p90_hours=lag_p90_hours, min_samples=0)
+    lag = None if cov.empty else cov["maturity_lag_hours"].iloc[0]
+    lag = None if lag is None or lag is pd.NA else float(lag)
+
+    def verdict(reason: str, **kw: Any) -> LabelStall:
+        base = dict(stalled=None, recent_coverage=None, typical_coverage=None,
+                    recent_start=None, recent_end=None, n_recent_predictions=0,
+                    n_recent_buckets=0, n_typical_buckets=0)
+        base.update(kw)
+        return LabelStall(reason=reason, ratio=float(ratio), maturity_lag_hours=lag, **base)
+
+    if lag is None:
+        return verdict("no_lag_estimate")
+    mature = cov[cov["mature"].fillna(False).astype(bool)]
+    if mature.empty:
+        return verdict("no_mature_buckets")
+    recent_end = mature["bucket_end"].max()
+    recent_start = recent_end - pd.Timedelta(hours=float(recent_hours))
+    recent = mature[mature["bucket_start"] >= recent_start]
+    older = mature[mature["bucket_start"] < recent_start]
+    n_recent = int(recent["n_predictions"].sum())
+    recent_cov = float(recent["n_labelled"].sum() / n_recent)
+    kw = dict(recent_coverage=recent_cov, recent_start=recent["bucket_start"].min().to_pydatetime(),
+              recent_end=recent_end.to_pydatetime(), n_recent_predictions=n_recent,
+              n_recent_buckets=len(recent), n_typical_buckets=len(older))
+    if older.empty:
+        return verdict("no_earlier_buckets", **kw)
+    typical = float(older["coverage"].median())
+    stalled = recent_cov < ratio * typical
+    return verdict("stalled" if stalled else "ok", stalled=bool(stalled), typical_coverage=typical,
+                   **kw)
