@@ -60,6 +60,22 @@ def database_ready() -> bool:
         return False
 
 
+def database_problem() -> str | None:
+    """Why the database file cannot be read (not a DuckDB file, no lossboard tables), or None."""
+    from lossboard.dashboard.analysis.health import table_counts
+    from lossboard.errors import LossboardError
+
+    if not db_path().exists():
+        return None
+    try:
+        query(table_counts)
+    except LossboardError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a DuckDB catalog error: not a lossboard database
+        return f"{db_path()} is not a lossboard database ({type(exc).__name__}: {exc})"
+    return None
+
+
 def query(fn: Callable[..., T], **params: Any) -> T:
     """``fn(con, **params)`` on a fresh read-only connection, cached until the next ingest."""
     db = db_path()

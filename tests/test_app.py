@@ -351,3 +351,4 @@ def test_not_a_database_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LOSSBOARD_DB", str(db))
     at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT_S).run()
     assert not at.exception, [e.value for e in at.exception]
+    assert "cannot open" in at.error[0].value and "predictions.csv" in at.error[0].value

@@ -6,13 +6,16 @@ import shlex
 
 import streamlit as st
 
-from lossboard.dashboard.state import database_ready, db_path
+from lossboard.dashboard.state import database_problem, database_ready, db_path
 
 db = db_path()
 # Quoted for the shell: the commands below are meant to be pasted as they are.
 db_arg = shlex.quote(str(db))
 st.title("Welcome to lossboard")
-if db.exists():
+problem = database_problem()
+if problem:
+    st.error(f"{problem}. Point `--db` at a lossboard database, or at a new path to create one.")
+elif db.exists():
     st.info(f"The database `{db}` exists but holds no predictions, labels or KPIs yet.")
 else:
     st.info(f"There is no database at `{db}` yet.")
