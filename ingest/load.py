@@ -565,10 +565,13 @@ def _classify_against_existing(con: duckdb.DuckDBPyConnection, kind: str, table:
       _lb_detail = CASE WHEN x.same THEN 'already in the database (file ' || x.file_id || ', row ' || x.row_number || ')'
                    ELSE 'differs from the row already in the database (file ' || x.file_id || ', row '
                         || x.row_number || '), which was kept' END
-    FROM (SELECT s._lb_ord, s._lb_row_hash = e._lb_row_hash AS same, e._lb_file_id AS file_id,
-                 e._lb_row_number AS row_number
+    FROM (SELECT s._lb_ord, bool_and(s._lb_row_hash = e._lb_row_hash) AS same,
+                 min(e._lb_file_id) AS file_id,
+                 arg_min(e._lb_row_number, (e._lb_file_id, e._lb_row_number)) AS row_number
           FROM staged s JOIN {table} e ON {on}
-          WHERE s._lb_reason IS NULL OR s._lb_reason IN ('duplicate', '{conflict}')) x
+          WHERE s._lb_reason IS NULL OR s._lb_reason IN ('duplicate', '{conflict}')
+          -- A model-less label can match labels of several models: one verdict per row.
+          GROUP BY s._lb_ord) x
     WHERE staged._lb_ord = x._lb_ord""")
 
 

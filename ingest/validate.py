@@ -386,7 +386,15 @@ DEDUPE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def key_match(kind: str, left: str, right: str) -> str:
-    """SQL condition: rows ``left`` and ``right`` (aliases) have the same dedupe key."""
+    """SQL condition: rows ``left`` and ``right`` (aliases) have the same dedupe key.
+
+    For labels, a label without a model applies to every model of the request (that is how the
+    analysis joins it), so it collides with any label of the same request: otherwise one
+    prediction could end up with two labels.
+    """
+    if kind == "labels":
+        return (f"{left}.request_id = {right}.request_id AND ({left}.model IS NULL OR "
+                f"{right}.model IS NULL OR {left}.model = {right}.model)")
     keys, _ = DEDUPE_KEYS[kind]
     return " AND ".join(f"{k.format(t=left + '.')} = {k.format(t=right + '.')}" for k in keys)
 

@@ -322,3 +322,37 @@ def test_a_rejected_file_does_not_stop_the_others(tmp_path: Path, db_path: Path)
     assert not report.ok
     assert "required field(s) missing for a predictions file: score" in report.files[1].message
     assert query(db_path, "SELECT request_id FROM predictions ORDER BY 1") == [("a",), ("c",)]
+
+
+def test_a_label_without_model_collides_with_a_model_label(tmp_path: Path, db_path: Path) -> None:
+    # The analysis joins a model-less label to every model's prediction of the request, so a
+    # second label for the same request (with or without a model) must not be stored as well.
+    ingest_one(db_path, write_csv(tmp_path, "l1.csv", """\
+        request_id,label,model
+        a,1,m
+        b,0,m
+        """), kind="labels")
+    result = ingest_one(db_path, write_csv(tmp_path, "l2.csv", """\
+        request_id,label
+        a,0
+        b,0
+        c,1
+        """), kind="labels")
+    assert_accounted(result)
+    assert (result.n_accepted, result.n_duplicate, result.reasons) == (1, 1, {"conflicting_label": 1})
+    assert query(db_path, "SELECT request_id, model, label FROM labels ORDER BY request_id") == [
+        ("a", "m", "1"), ("b", "m", "0"), ("c", None, "1")]
+
+
+def test_a_label_without_model_matching_several_models(tmp_path: Path, db_path: Path) -> None:
+    ingest_one(db_path, write_csv(tmp_path, "l1.csv", """\
+        request_id,label,model
+        a,1,m
+        a,1,n
+        """), kind="labels")
+    result = ingest_one(db_path, write_csv(tmp_path, "l2.csv", """\
+        request_id,label
+        a,1
+        """), kind="labels")
+    assert (result.n_duplicate, result.n_quarantined) == (1, 0)
+    assert scalar(db_path, "SELECT count(*) FROM labels") == 2

@@ -34,7 +34,8 @@ Empty bins
     curve still has its ``bins`` rows (all empty); a quantile curve has no edges, so no rows.
 Band
     Wilson score interval at 95% (z = 1.959964) for the observed rate, with the Kish effective
-    sample size ``n_eff = sum(w)^2 / sum(w^2)`` in place of n (``n_eff = n`` for unit weights).
+    sample size ``n_eff = sum(w)^2 / sum(w^2)`` in place of n (``n_eff = n`` for unit weights;
+    NULL band if the squared weights under- or overflow, i.e. weights beyond about 1e+-150).
     It is the interval a well-calibrated bin's ``mean_p`` would usually fall into, and unlike
     the normal (Wald) interval it does not collapse to a point at rates 0 or 1.
 
@@ -91,8 +92,12 @@ class CalibrationSummary:
     low_confidence: bool
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_params(bins: object, strategy: object) -> int:
-    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 1 <= bins <= MAX_BINS:
+    if not _whole(bins) or not 1 <= bins <= MAX_BINS:
         raise QueryError(f"bins must be a whole number from 1 to {MAX_BINS}, got {bins!r}")
     if strategy not in STRATEGIES:
         raise QueryError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, "
@@ -100,14 +105,18 @@ def _check_params(bins: object, strategy: object) -> int:
     return int(bins)
 
 
-def _curve_sql(scored: str, groups: str, strategy: str) -> str:
+def _curve_sql(scored: str, groups: str, strategy: str, bins: int) -> tuple[str, dict[str, object]]:
     """The one aggregate query over ``scored`` (columns g, p, y, weight, ok) for each group
-    ``g`` of ``groups``: one row per (g, bin) of the grid, plus per group one row with
-    ``bin`` NULL that counts the excluded (not ``ok``) rows when there are any."""
+    ``g`` of ``groups``, and its own parameters: one row per (g, bin) of the grid, plus per
+    group one row with ``bin`` NULL that counts the excluded (not ``ok``) rows, if any."""
+    # Edges and quantile levels are k / bins, one IEEE division each, in Python as in SQL: the
+    # reported bin_lo / bin_hi are exactly the values the rows are compared with.
+    params: dict[str, object] = {"cal_levels": [k / bins for k in range(bins + 1)], "cal_z": Z95}
     if strategy == "uniform":
+        params["cal_bins"] = bins
         # floor(p * bins) can land one bin off next to an edge (p * bins is rounded); the
         # two comparisons against the edges themselves (k / bins, as reported) settle it.
-        edges = "SELECT g, $cal_uniform_edges AS e FROM groups"
+        edges = "SELECT g, $cal_levels AS e FROM groups"
         binned = """
   SELECT g, CASE WHEN ok THEN k0 - (p < k0 / $cal_bins)::BIGINT
                           + (k0 < $cal_bins - 1 AND p >= (k0 + 1) / $cal_bins)::BIGINT END AS bin,
@@ -115,15 +124,16 @@ def _curve_sql(scored: str, groups: str, strategy: str) -> str:
   FROM (SELECT *, CASE WHEN ok THEN least(greatest(floor(p * $cal_bins), 0), $cal_bins - 1)::BIGINT
                   END AS k0 FROM scored)"""
     else:
-        edges = """SELECT g, list_sort(list_distinct(quantile_cont(p, $cal_quantiles))) AS e
+        edges = """SELECT g, list_sort(list_distinct(quantile_cont(p, $cal_levels))) AS e
   FROM scored WHERE ok GROUP BY g"""
         # The bin is the number of inner edges at or below p: [lo, hi), the maximum in the
         # last bin (the outer edges are the minimum and the maximum score).
         binned = """
-  SELECT s.g, CASE WHEN s.ok THEN len(list_filter(e.e[2:len(e.e) - 1], lambda x: x <= s.p)) END AS bin,
-         s.p, s.y, s.weight
+  SELECT s.g, s.p,
+         CASE WHEN s.ok THEN len(list_filter(e.e[2:len(e.e) - 1], lambda x: x <= s.p)) END AS bin,
+         s.y, s.weight
   FROM scored s LEFT JOIN edges e ON e.g = s.g"""
-    return f"""
+    sql = f"""
 WITH scored AS ({scored}),
 groups AS ({groups}),
 edges AS ({edges}),
@@ -163,18 +173,13 @@ FROM (
   )
 )
 ORDER BY g, bin NULLS LAST"""
+    return sql, params
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], bins: int,
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object],
          what: str) -> pd.DataFrame:
-    params = {**params, "cal_bins": bins, "cal_z": Z95,
-              # Edges and quantile levels are k / bins, one IEEE division each, in Python as
-              # in SQL: the reported bin_lo / bin_hi are exactly the values rows are compared to.
-              "cal_uniform_edges": [k / bins for k in range(bins + 1)],
-              "cal_quantiles": [k / bins for k in range(bins + 1)]}
-    used = {name for name in params if f"${name}" in sql}
     try:
-        frame = con.execute(sql, {k: v for k, v in params.items() if k in used}).df()
+        frame = con.execute(sql, params).df()
     except duckdb.Error as exc:
         raise QueryError(f"calibration: computing {what} failed: {exc}") from exc
     frame["n"] = frame["n"].astype("int64")
@@ -202,8 +207,8 @@ def _top_label_curve(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int,
     rows = labelled_rows(con, flt)
     scored = (f"SELECT 0 AS g, p, y, weight, coalesce(score_ok, false) AS ok "
               f"FROM ({rows.sql})")
-    frame = _run(con, _curve_sql(scored, "SELECT 0 AS g", strategy), rows.params, bins,
-                 "the reliability curve")
+    sql, params = _curve_sql(scored, "SELECT 0 AS g", strategy, bins)
+    frame = _run(con, sql, {**rows.params, **params}, "the reliability curve")
     curve, nonfinite = _split(frame)
     return curve[list(CURVE_COLUMNS)], int(nonfinite.sum())
 
@@ -279,7 +284,7 @@ def calibration_errors(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int
     |0.7 - 1| = 0.3, so ECE = (2/3) 0.35 + (1/3) 0.3 = 1/3 and MCE = 0.35.
     """
     bins = _check_params(bins, strategy)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, numbers.Integral) or min_samples < 0:
+    if not _whole(min_samples) or min_samples < 0:
         raise QueryError(f"min_samples must be a whole number >= 0, got {min_samples!r}")
     curve, nonfinite = _top_label_curve(con, flt, bins, strategy)
     n = int(curve["n"].sum())
@@ -333,8 +338,9 @@ def per_class_reliability(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: 
     groups = "SELECT unnest($cal_classes) AS class, unnest(range(1, len($cal_classes) + 1)) AS g"
     scored = (f"SELECT c.g, {prob} AS p, (r.label = c.class)::DOUBLE AS y, r.weight, "
               f"coalesce(r.score_ok, false) AS ok FROM ({rows.sql}) r CROSS JOIN ({groups}) c")
-    frame = _run(con, _curve_sql(scored, groups, strategy), {**rows.params, "cal_classes": classes},
-                 bins, "the per-class reliability curves")
+    sql, params = _curve_sql(scored, groups, strategy, bins)
+    frame = _run(con, sql, {**rows.params, **params, "cal_classes": classes},
+                 "the per-class reliability curves")
     curve, nonfinite = _split(frame)
     curve.insert(0, "class", pd.Series([classes[g - 1] for g in curve["g"]], dtype="string"))
     curve = curve[["class", *CURVE_COLUMNS]]
