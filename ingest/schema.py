@@ -100,9 +100,14 @@ BOOKKEEPING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_lb_row_hash", "UBIGINT NOT NULL"),
 )
 
+#: Names the analysis computes per row next to the user's columns (dashboard/analysis/base.py);
+#: a user column with one of these names would be shadowed there, so it is stored renamed.
+ANALYSIS_NAMES = frozenset({"y", "loss", "clipped", "score_ok", "p_true", "p_true_clipped",
+                            "needs_clip"})
+
 RESERVED_NAMES = frozenset(
     name for cols in CONTRACT_COLUMNS.values() for name, _ in cols
-) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS)
+) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS) | ANALYSIS_NAMES
 
 
 def _data_table_ddl(kind: str) -> str:

@@ -8,23 +8,25 @@ the auditor's version of this docstring).
 Conventions shared by every function here:
 
 * **Rows.** A figure covers the labelled predictions of the Filter. Rows whose score is NaN or
-  ±inf are excluded from every metric and counted in ``n_nonfinite``; ``n`` counts the rows that
+  ±inf (multiclass: any class, or probabilities summing to 0, which cannot be renormalised)
+  are excluded from every metric and counted in ``n_nonfinite``; ``n`` counts the rows that
   are in the metrics, so ``n_labelled = n + n_nonfinite``. ``n_predictions`` counts every
   prediction of the Filter, labelled or not.
 * **Weights.** Every mean is weighted by the logged ``weight`` (1 when none was logged):
-  ``Σ w·x / Σ w``. ``weighted=False`` treats every weight as 1. When ``Σ w = 0`` (no rows, or all
-  weights zero) every mean is ``None``: no data, never NaN.
+  ``Σ w·x / Σ w``. ``weighted=False`` treats every weight as 1. When ``Σ w = 0`` (no rows, or
+  all weights zero) every mean is ``None``: no data, never NaN.
 * **Clipping.** Probabilities are clipped to ``[1e-15, 1 - 1e-15]`` (``base.CLIP_EPS``) before
   any logarithm (log loss, entropy) and nowhere else (Brier, accuracy, AUC use the score as
   logged). ``n_clipped`` counts rows whose true-class probability needed clipping.
-* **Time.** Buckets are UTC hours / days, half-open ``[start, end)``. Sums are first taken per
-  UTC hour (mergeable: Σw·loss, Σw, Σw², Σw·loss², counts, ...), and every figure is derived from
-  those sums, so day buckets, versions, segments and rolling windows all agree with a direct
-  row-level computation.
+* **Time.** Buckets are UTC hours / days, half-open ``[start, end)``. Sums are first taken
+  per UTC hour (mergeable: Σw·loss, Σw, Σw², Σw·loss², counts, ...), and every figure is
+  derived from those sums, so day buckets, versions, segments and rolling windows all agree
+  with a direct row-level computation.
 * **Confidence.** ``log_loss_ci_low/high`` is a 95% normal interval on the weighted mean:
   ``se = sqrt(var_w / (n_eff - 1))`` with ``n_eff = (Σw)² / Σw²`` and ``var_w`` the weighted
-  population variance of the per-row loss; ``None`` when ``n_eff <= 1``. ``low_confidence`` is
-  ``n < min_samples``.
+  population variance of the per-row loss (from the sums, so exact to ~1e-15·mean(ℓ²); a
+  variance below 1e-14·mean(ℓ²) is taken as 0); ``None`` when ``n_eff <= 1``.
+  ``low_confidence`` is ``n < min_samples``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from lossboard.sql import quote_ident
 METRIC_COLUMNS = (
     "n_predictions", "n_labelled", "n", "n_nonfinite", "n_clipped", "weight_sum", "n_eff",
     "log_loss", "log_loss_se", "log_loss_ci_low", "log_loss_ci_high", "low_confidence",
-    "perplexity", "entropy", "excess_loss", "brier", "accuracy", "fpr", "fnr", "mean_p",
+    "perplexity", "entropy", "loss_minus_entropy", "brier", "accuracy", "fpr", "fnr", "mean_p",
     "mean_y", "calibration_in_the_large",
 )
 #: Added by every frame except :func:`rolling` (AUC is not a mergeable sum).
@@ -79,7 +81,7 @@ class LossSummary:
     [1e-15, 1 - 1e-15]), ``weight_sum`` (Σw over the ``n`` rows), ``n_eff`` ((Σw)²/Σw²).
     Figures (``None`` when there is no data): ``log_loss`` with ``log_loss_se``,
     ``log_loss_ci_low``/``high``; ``perplexity`` = exp(log_loss); ``entropy`` (loss a calibrated
-    model would expect) and ``excess_loss`` = log_loss - entropy; ``brier``; ``accuracy``;
+    model would expect) and ``loss_minus_entropy``; ``brier``; ``accuracy``;
     binary only: ``fpr``, ``fnr``, ``mean_p``, ``mean_y``, ``calibration_in_the_large`` =
     mean_p - mean_y, ``roc_auc``, ``pr_auc``. ``roc_auc_reason`` / ``pr_auc_reason`` say why an
     AUC is ``None`` (``no_data``, ``no_positive_labels``, ``no_negative_labels``,
@@ -105,7 +107,7 @@ class LossSummary:
     low_confidence: bool
     perplexity: float | None
     entropy: float | None
-    excess_loss: float | None
+    loss_minus_entropy: float | None
     brier: float | None
     accuracy: float | None
     fpr: float | None
@@ -131,7 +133,8 @@ def _check_filter(flt: object) -> None:
 
 
 def _check_min_samples(min_samples: object) -> int:
-    if isinstance(min_samples, bool) or not isinstance(min_samples, numbers.Integral) or min_samples < 0:
+    if (isinstance(min_samples, bool) or not isinstance(min_samples, numbers.Integral)
+            or min_samples < 0):
         raise QueryError(f"min_samples must be an integer >= 0, got {min_samples!r}")
     return int(min_samples)
 
@@ -186,13 +189,15 @@ def _row_sql(info: ModelInfo, key: str, weighted: bool) -> str:
         correct = "CASE WHEN (p >= $ls_threshold) = (y = 1) THEN 1.0 ELSE 0.0 END"
         source = "lr"
     else:
-        q = _clip("x / tot")
+        q = _clip("x / _lb_tot")
         # scikit-learn's brier_score_loss(scale_by_half='auto') halves only for 2 classes.
         half = "0.5 * " if len(info.classes) == 2 else ""
-        brier = f"{half}list_sum(list_transform(probs, lambda x, i: pow(x / tot - (i = k)::DOUBLE, 2)))"
+        brier = (f"{half}list_sum(list_transform(probs, "
+                 "lambda x, i: pow(x / _lb_tot - (i = _lb_k)::DOUBLE, 2)))")
         entropy = f"-list_sum(list_transform(probs, lambda x: {q} * ln({q})))"
         pred1, correct = "0.0", "y"
-        source = "(SELECT *, list_sum(probs) AS tot, list_position($ls_classes, label) AS k FROM lr)"
+        source = ("(SELECT *, list_sum(probs) AS _lb_tot, "
+                  "list_position($ls_classes, label) AS _lb_k FROM lr)")
     return (f"SELECT {key} AS key, {_HOUR} AS hour, {w} AS w, score_ok AS ok, clipped, loss, p, y, "
             f"{brier} AS brier, {entropy} AS entropy, {correct} AS correct, {pred1} AS pred1 "
             f"FROM {source}")
@@ -206,7 +211,8 @@ _HOURLY_SUMS = """count(*) AS n_labelled, count(*) FILTER (WHERE ok) AS n,
   coalesce(sum(w * brier) FILTER (WHERE ok), 0) AS s_brier,
   coalesce(sum(w * entropy) FILTER (WHERE ok), 0) AS s_entropy,
   coalesce(sum(w * correct) FILTER (WHERE ok), 0) AS s_correct,
-  coalesce(sum(w * p) FILTER (WHERE ok), 0) AS s_p, coalesce(sum(w * y) FILTER (WHERE ok), 0) AS s_y,
+  coalesce(sum(w * p) FILTER (WHERE ok), 0) AS s_p,
+  coalesce(sum(w * y) FILTER (WHERE ok), 0) AS s_y,
   coalesce(sum(w * (1 - y)) FILTER (WHERE ok), 0) AS s_neg,
   coalesce(sum(w * pred1 * (1 - y)) FILTER (WHERE ok), 0) AS s_fp,
   coalesce(sum(w * (1 - pred1) * y) FILTER (WHERE ok), 0) AS s_fn"""
@@ -214,22 +220,28 @@ _SUM_NAMES = ("n_labelled", "n", "n_nonfinite", "n_clipped", "sw", "sw2", "s_los
               "s_brier", "s_entropy", "s_correct", "s_p", "s_y", "s_neg", "s_fp", "s_fn")
 
 
+# var_w = E_w[ℓ²] - E_w[ℓ]², from the mergeable sums. It is exact to a few ulps of E_w[ℓ²],
+# so a value within 1e-14·E_w[ℓ²] of zero (all losses equal) is rounding noise and taken as 0.
+_VAR_W = """(CASE WHEN s_loss2 / sw - log_loss * log_loss <= 1e-14 * (s_loss2 / sw) THEN 0
+  ELSE s_loss2 / sw - log_loss * log_loss END)"""
+
+
 def _metrics_sql(binary: bool) -> str:
     """Figures from the sums (columns named as in ``_SUM_NAMES`` plus n_predictions)."""
     only_binary = (lambda e: e) if binary else (lambda e: "NULL::DOUBLE")
-    return f"""CAST(n_predictions AS BIGINT) AS n_predictions, CAST(n_labelled AS BIGINT) AS n_labelled,
-  CAST(n AS BIGINT) AS n, CAST(n_nonfinite AS BIGINT) AS n_nonfinite,
-  CAST(n_clipped AS BIGINT) AS n_clipped, CAST(sw AS DOUBLE) AS weight_sum,
+    return f"""CAST(n_predictions AS BIGINT) AS n_predictions,
+  CAST(n_labelled AS BIGINT) AS n_labelled, CAST(n AS BIGINT) AS n,
+  CAST(n_nonfinite AS BIGINT) AS n_nonfinite, CAST(n_clipped AS BIGINT) AS n_clipped,
+  CAST(sw AS DOUBLE) AS weight_sum,
   CASE WHEN sw2 > 0 THEN sw * sw / sw2 END AS n_eff,
   CASE WHEN sw > 0 THEN s_loss / sw END AS log_loss,
-  CASE WHEN n_eff > 1 THEN sqrt(greatest(s_loss2 / sw - log_loss * log_loss, 0) / (n_eff - 1))
-  END AS log_loss_se,
+  CASE WHEN n_eff > 1 THEN sqrt({_VAR_W} / (n_eff - 1)) END AS log_loss_se,
   log_loss - $ls_z * log_loss_se AS log_loss_ci_low,
   log_loss + $ls_z * log_loss_se AS log_loss_ci_high,
   n < $ls_min_samples AS low_confidence,
   exp(log_loss) AS perplexity,
   CASE WHEN sw > 0 THEN s_entropy / sw END AS entropy,
-  log_loss - entropy AS excess_loss,
+  log_loss - entropy AS loss_minus_entropy,
   CASE WHEN sw > 0 THEN s_brier / sw END AS brier,
   CASE WHEN sw > 0 THEN s_correct / sw END AS accuracy,
   {only_binary("CASE WHEN s_neg > 0 THEN s_fp / s_neg END")} AS fpr,
@@ -239,8 +251,10 @@ def _metrics_sql(binary: bool) -> str:
   {only_binary("CASE WHEN sw > 0 THEN (s_p - s_y) / sw END")} AS calibration_in_the_large"""
 
 
-
-
+# One point per distinct score, so a tie is one step (a diagonal ROC segment: the trapezoid
+# rule of roc_auc_score; one precision value for the whole tie in average_precision_score).
+# Zero-weight rows are left out, as scikit-learn does. AUC = Σ_s neg_s·(TP_above_s + pos_s/2)
+# / (P·N); AP = Σ_s (pos_s / P) · TP_cum_s / (TP_cum_s + FP_cum_s), scores descending.
 _AUC_CTES = """, auc_in AS (
   SELECT key, p AS s, coalesce(sum(w) FILTER (WHERE y = 1), 0) AS wpos,
          coalesce(sum(w) FILTER (WHERE y = 0), 0) AS wneg
@@ -253,10 +267,6 @@ _AUC_CTES = """, auc_in AS (
          sum(wpos * tp / (tp + fp)) AS ap_num
   FROM auc_cum GROUP BY key
 )"""
-# One point per distinct score, so a tie is one step (a diagonal ROC segment: the trapezoid
-# rule of roc_auc_score; one precision value for the whole tie in average_precision_score).
-# Zero-weight rows are left out, as scikit-learn does. AUC = Σ_s neg_s·(TP_above_s + pos_s/2)
-# / (P·N); AP = Σ_s (pos_s / P) · TP_cum_s / (TP_cum_s + FP_cum_s), scores descending.
 _AUC_SELECT = """CASE WHEN pos > 0 AND neg > 0 THEN roc_num / (pos * neg) END AS roc_auc,
   CASE WHEN pos > 0 THEN ap_num / pos END AS pr_auc,
   CASE WHEN coalesce(pos, 0) + coalesce(neg, 0) = 0 THEN 'no_data'
@@ -276,12 +286,21 @@ def _params(info: ModelInfo, *parts: dict[str, object], **mine: object) -> dict[
     return params
 
 
-def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object],
-             what: str) -> pd.DataFrame:
+def _cursor(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object],
+            what: str) -> duckdb.DuckDBPyConnection:
     # DuckDB refuses parameters a query does not use: bind only those that appear.
     used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
     try:
-        return con.execute(sql, used).df()
+        return con.execute(sql, used)
+    except duckdb.Error as exc:
+        raise QueryError(f"{what}: {exc}") from exc
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object],
+             what: str) -> pd.DataFrame:
+    cursor = _cursor(con, sql, params, what)
+    try:
+        return cursor.df()
     except duckdb.Error as exc:
         raise QueryError(f"{what}: {exc}") from exc
 
@@ -317,11 +336,12 @@ def _grouped(con: duckdb.DuckDBPyConnection, flt: Filter, *, key: str, keys: str
     with_auc = binary and auc
     sums = ", ".join(f"coalesce(s.{c}, 0) AS {c}" for c in _SUM_NAMES)
     if with_auc:
-        auc_select, auc_join = _AUC_SELECT, "LEFT JOIN auc ON auc.key IS NOT DISTINCT FROM joined.key"
+        auc_select = _AUC_SELECT
+        auc_join = "LEFT JOIN auc ON auc.key IS NOT DISTINCT FROM joined.key"
     else:
         reason = "'not_computed'" if binary else "'multiclass'"
-        auc_select = (f"NULL::DOUBLE AS roc_auc, NULL::DOUBLE AS pr_auc, {reason} AS roc_auc_reason, "
-                      f"{reason} AS pr_auc_reason")
+        auc_select = (f"NULL::DOUBLE AS roc_auc, NULL::DOUBLE AS pr_auc, "
+                      f"{reason} AS roc_auc_reason, {reason} AS pr_auc_reason")
         auc_join = ""
     sql += f""",
 sums AS (SELECT key, {", ".join(f"sum({c}) AS {c}" for c in _SUM_NAMES)} FROM hourly GROUP BY key),
@@ -345,17 +365,20 @@ ORDER BY {order_by}"""
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Counts as Int64, figures as nullable Float64 (no data is <NA>, never NaN), reasons as
     nullable strings, times as UTC."""
+    types: dict[str, str] = {}
     for col in frame.columns:
         if col in _COUNTS:
-            frame[col] = frame[col].astype("Int64")
+            types[col] = "Int64"
         elif col in _REASONS:
-            frame[col] = frame[col].astype("string")
+            types[col] = "string"
         elif col == "low_confidence":
-            frame[col] = frame[col].astype(bool)
+            types[col] = "bool"
         elif col in METRIC_COLUMNS or col in ("roc_auc", "pr_auc"):
-            frame[col] = frame[col].astype("Float64")
-        elif col in ("bucket_start", "bucket_end", "window_start", "window_end", "first_seen",
-                     "first_ts", "last_ts"):
+            types[col] = "Float64"
+    frame = frame.astype(types)
+    for col in ("bucket_start", "bucket_end", "window_start", "window_end", "first_seen",
+                "first_ts", "last_ts"):
+        if col in frame.columns:
             frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
     return frame.reset_index(drop=True)
 
@@ -363,7 +386,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- public API
 def overall(con: duckdb.DuckDBPyConnection, flt: Filter, *,
             min_samples: int = DEFAULT_MIN_SAMPLES, threshold: float = 0.5,
-            weighted: bool = True) -> LossSummary:
+            weighted: bool = True, auc: bool = True) -> LossSummary:
     """Every loss figure of the Filter's labelled predictions, as one :class:`LossSummary`.
 
     Per row *i* with weight *w_i* (``weighted=False``: 1), over the ``n`` labelled rows with a
@@ -384,15 +407,16 @@ def overall(con: duckdb.DuckDBPyConnection, flt: Filter, *,
       ``fnr`` = Σw·1[p < t, y = 1] / Σw·1[y = 1] (``None`` when the denominator is 0),
       ``mean_p``, ``mean_y``, ``calibration_in_the_large`` = mean_p - mean_y (> 0: predicts too
       high on average).
-    * ``entropy`` = mean H(p̃), H(p̃) = -[p̃ ln p̃ + (1 - p̃) ln(1 - p̃)], p̃ = clip(p) (multiclass
-      -Σ_k q̃_k ln q̃_k, q̃ = clip(q)): the loss a calibrated model expects on these rows.
-      ``excess_loss`` = log_loss - entropy: its growth means "the model got worse", growth of
-      entropy means "the data got harder" (it is ~0 for a calibrated model, and may be negative
-      for an underconfident one).
+    * ``entropy`` = mean H, H = -[p̃ ln p̃ + (1 - p̃) ln(1 - p̃)], p̃ = clip(p) (multiclass
+      H = -Σ_k q̃_k ln q̃_k, q̃ = clip(q)): the loss a calibrated model expects on these rows.
+      ``loss_minus_entropy`` = log_loss - entropy: its growth means "the model got worse",
+      growth of entropy means "the data got harder" (it is ~0 for a calibrated model, and may
+      be negative for an underconfident one). Not segments.excess_loss (a segment vs the rest).
     * ``roc_auc``, ``pr_auc`` (binary): exact, over distinct scores, ties as scikit-learn's
       ``roc_auc_score`` / ``average_precision_score`` (with ``sample_weight``); ``None`` with
       ``roc_auc_reason`` / ``pr_auc_reason`` in ``no_data``, ``no_positive_labels``,
-      ``no_negative_labels`` (ROC only; AP with only positives is 1), ``multiclass``.
+      ``no_negative_labels`` (ROC only; AP with only positives is 1), ``multiclass``,
+      ``not_computed`` (``auc=False``: AUC is the one figure that needs a sort of the rows).
 
     Empty input: ``n = 0`` (or Σw = 0) gives every figure ``None`` and ``no_data`` True.
     ``low_confidence`` = n < ``min_samples``. ``threshold`` in [0, 1] only affects accuracy,
@@ -411,7 +435,7 @@ def overall(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     weighted = _check_bool(weighted, "weighted")
     info, frame = _grouped(con, flt, key="'all'", keys="SELECT 'all' AS key",
                            key_columns="joined.key", order_by="1", min_samples=min_samples,
-                           threshold=threshold, weighted=weighted, auc=True,
+                           threshold=threshold, weighted=weighted, auc=_check_bool(auc, "auc"),
                            what="computing the overall log loss")
     row = frame.iloc[0]
     values: dict[str, object] = {}
@@ -489,7 +513,8 @@ def by_version(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     _, frame = _grouped(
         con, flt, key="model_version",
         keys=f"SELECT * FROM (SELECT DISTINCT key FROM preds) JOIN ({seen}) USING (key)",
-        key_columns="joined.key AS model_version, joined.first_seen, joined.first_ts, joined.last_ts",
+        key_columns=("joined.key AS model_version, joined.first_seen, joined.first_ts, "
+                     "joined.last_ts"),
         order_by="first_seen, model_version", min_samples=_check_min_samples(min_samples),
         threshold=_check_threshold(threshold), weighted=_check_bool(weighted, "weighted"),
         auc=_check_bool(auc, "auc"), what="computing log loss per model version")
@@ -512,10 +537,19 @@ def by_segment(con: duckdb.DuckDBPyConnection, flt: Filter, column: str, *,
     Example: region eu rows (0.8, y=1), (0.4, y=0) and us row (0.9, y=0): eu log_loss 0.3670,
     us 2.3026.
     """
+    _check_filter(flt)
     segments = [name for name, _ in columns_with_role(con, "segment")]
     if column not in segments:
         raise QueryError(f"column must be a segment column ({', '.join(segments) or 'none'}); "
                          f"got {column!r}")
+    # A user column named like one that labelled_rows computes (y, loss, clipped, ...) would be
+    # renamed by DuckDB and the breakdown would silently use the computed one instead.
+    lab = labelled_rows(con, resolve_model(con, flt))
+    computed = {d[0] for d in _cursor(con, f"SELECT * FROM ({lab.sql}) LIMIT 0", lab.params,
+                                      f"checking column {column!r}").description}
+    if column in computed:
+        raise QueryError(f"column {column!r} has the name of a column lossboard computes per row "
+                         f"({', '.join(sorted(computed))}); rename it to break down by it")
     _, frame = _grouped(
         con, flt, key=f"CAST({quote_ident(column)} AS VARCHAR)", extra_columns=(column,),
         keys="SELECT DISTINCT key FROM preds",
