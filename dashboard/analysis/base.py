@@ -7,7 +7,8 @@ definitions here means log loss is defined once (docs/metrics.md, "Log loss").
 
 Per-row columns of :func:`labelled_rows`:
 
-``ts, model_version, weight`` as stored; ``label`` canonical text; ``score_ok`` (the score is
+``ts, model_version, weight`` as stored; ``label`` canonical text, ``label_ts`` and
+``label_ts_source``; ``score_ok`` (the score is
 finite: NaN / inf rows are excluded from every loss and counted instead); ``clipped`` (the
 probability of the true class needed clipping); ``p`` (binary: probability of class 1 as
 logged; multiclass: probability of the top class after renormalising); ``p_true`` (probability
@@ -106,7 +107,8 @@ def prediction_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
     flt = resolve_model(con, flt)
     where = flt.where(predictions_columns(con), alias="p")
     score_ok = ("isfinite(p.p)" if model_info(con, flt.model).task == "binary"
-                else "coalesce(list_bool_and(list_transform(p.probs, lambda x: isfinite(x))), false)")
+                else "coalesce(list_bool_and(list_transform(p.probs, lambda x: isfinite(x))), false) "
+                     "AND list_sum(p.probs) > 0")
     sql = (f"SELECT p.ts, p.model, p.model_version, p.p, p.logit, p.probs, p.weight, "
            f"{score_ok} AS score_ok{_user_columns(con, extra_columns)} "
            f"FROM predictions p WHERE {where.sql}")
@@ -153,7 +155,7 @@ def labelled_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
        CASE WHEN score_ok THEN -ln(p_true_clipped) END AS loss,
        score_ok AND needs_clip AS clipped
 FROM (
-  SELECT p.ts, p.model_version, p.weight, l.label, l.label_ts, {per_row}{_user_columns(con, extra_columns)}
+  SELECT p.ts, p.model_version, p.weight, l.label, l.label_ts, l.label_ts_source, {per_row}{_user_columns(con, extra_columns)}
   FROM predictions p
   JOIN labels l ON l.request_id = p.request_id AND (l.model IS NULL OR l.model = p.model)
   WHERE {where.sql} AND {label_ok}

@@ -39,10 +39,16 @@ from lossboard.dashboard.analysis.base import (
     resolve_model,
 )
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.dashboard.analysis.saturation import bucket_start_sql, nullable, run_query
+from lossboard.dashboard.analysis.saturation import (
+    BUCKET_US,
+    bucket_bounds_sql,
+    bucket_us_sql,
+    check_bucket,
+    run_query,
+    typed,
+)
 from lossboard.errors import QueryError
 
-_INTERVAL = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY"}
 _US_PER_HOUR = 3_600_000_000
 
 COVERAGE_COLUMNS = (
@@ -157,44 +163,49 @@ def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day"
     * ``age_hours = (as_of - bucket_end)`` in hours, ``as_of`` = the Filter's end, else the
       newest prediction in the database;
     * ``maturity_lag_hours``: the lag p90 the maturity rule uses, ``lag_p90_hours`` if given,
-      else :func:`label_lag` over the same filter; ``mature = age_hours >= maturity_lag_hours``
+      else :func:`label_lag`'s p90 over the same filter (computed in the same scan); ``mature = age_hours >= maturity_lag_hours``
       (``<NA>`` when there is no lag estimate: nothing to judge by);
     * ``low_confidence = n_predictions < min_samples``.
 
     Example: a day bucket ending 50 h before as-of with lag p90 42 h is mature; its coverage
     is trustworthy. One ending 10 h before as-of is not, whatever its coverage.
     """
-    if bucket not in _INTERVAL:
-        raise QueryError(f"bucket must be 'hour' or 'day', got {bucket!r}")
+    check_bucket(bucket)
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 0:
+        raise QueryError(f"min_samples must be a non-negative integer, got {min_samples!r}")
     if lag_p90_hours is not None and not (isinstance(lag_p90_hours, (int, float))
                                           and math.isfinite(lag_p90_hours)):
         raise QueryError(f"lag_p90_hours must be a finite number of hours, got {lag_p90_hours!r}")
-    if lag_p90_hours is None:
-        lag_p90_hours = label_lag(con, flt).p90_hours
     src, params = label_relation(con, flt)
-    params.update(cv_as_of=_as_of(con, flt), cv_lag=lag_p90_hours, cv_min=min_samples)
+    params.update(cv_as_of=_as_of(con, flt), cv_min=min_samples)
+    # One scan: the () grouping set is the whole filter, whose lag p90 (label_lag's, the same
+    # quantile_cont over the same rows) is the maturity threshold unless one is given.
     sql = f"""
-SELECT bucket_start, bucket_start + {_INTERVAL[bucket]} AS bucket_end, n_predictions, n_labelled,
+SELECT {bucket_bounds_sql(bucket)}, grouping_id = 1 AS is_overall, n_predictions, n_labelled,
        n_labelled / n_predictions AS coverage, n_lag, n_ingest_time,
        q[1] AS lag_p50_hours, q[2] AS lag_p90_hours, q[3] AS lag_p99_hours,
-       (epoch_us(CAST($cv_as_of AS TIMESTAMPTZ)) - epoch_us(bucket_start + {_INTERVAL[bucket]}))
+       (epoch_us(CAST($cv_as_of AS TIMESTAMPTZ)) - (b + {BUCKET_US[bucket]}))
          / {_US_PER_HOUR}.0 AS age_hours,
-       CAST($cv_lag AS DOUBLE) AS maturity_lag_hours,
        n_predictions < $cv_min AS low_confidence
 FROM (
-  SELECT {bucket_start_sql(bucket)} AS bucket_start,
+  SELECT {bucket_us_sql(bucket)} AS b, grouping(b) AS grouping_id,
          count(*) AS n_predictions,
          count(*) FILTER (WHERE labelled) AS n_labelled,
          count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n_lag,
          count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time,
          quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file') AS q
   FROM ({src})
-  GROUP BY ALL
+  GROUP BY GROUPING SETS ((b), ())
 )
-ORDER BY bucket_start"""
+ORDER BY is_overall, bucket_start"""
     frame = run_query(con, sql, params, "computing label coverage")
-    frame = nullable(frame, ("lag_p50_hours", "lag_p90_hours", "lag_p99_hours",
-                             "maturity_lag_hours"))
+    frame = typed(frame, ("coverage", "lag_p50_hours", "lag_p90_hours", "lag_p99_hours"))
+    overall = frame[frame["is_overall"]]
+    frame = frame[~frame["is_overall"]].drop(columns="is_overall").reset_index(drop=True)
+    if lag_p90_hours is None and len(overall) and overall["lag_p90_hours"].iloc[0] is not pd.NA:
+        lag_p90_hours = float(overall["lag_p90_hours"].iloc[0])
+    frame.insert(len(frame.columns) - 1, "maturity_lag_hours",
+                 pd.Series([lag_p90_hours] * len(frame), dtype="Float64"))
     mature = frame["age_hours"] >= frame["maturity_lag_hours"]
     frame.insert(len(frame.columns) - 1, "mature", mature.astype("boolean"))
     return frame[list(COVERAGE_COLUMNS)]

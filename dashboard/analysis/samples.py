@@ -21,7 +21,7 @@ import pandas as pd
 
 from lossboard.dashboard.analysis.base import columns_with_role, labelled_rows, resolve_model
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.dashboard.analysis.saturation import nullable, run_query
+from lossboard.dashboard.analysis.saturation import run_query, typed
 from lossboard.errors import QueryError
 from lossboard.sql import quote_ident
 
@@ -70,9 +70,10 @@ def top_loss_samples(con: duckdb.DuckDBPyConnection, flt: Filter, *, k: int = 50
     Order: ``loss`` descending, ties broken by ``ts`` ascending then ``request_id`` ascending
     (so the list is the same on every run and the older request of two equal losses comes
     first); ``rank`` is the 1-based position in that order (tied losses get distinct ranks).
-    ``loss = -ln(clip(p_true, 1e-15, 1 - 1e-15))`` as in ``base.labelled_rows``; a confidently
-    wrong row (p = 0 with label 1) has the maximum loss 34.539. Unweighted: ``weight`` is shown,
-    not applied. Rows with a NaN / ±inf score have no loss and are not ranked.
+    ``loss`` is ``base.labelled_rows``' per-row log loss (clipped at 1e-15), so confidently
+    wrong rows come first: 34.539576 for p = 1 with label 0, 34.538776 for p = 0 with label 1.
+    Unweighted: ``weight`` is shown, not applied. Rows with a NaN / ±inf score have no loss and
+    are not ranked (``n_nonfinite`` counts them).
 
     User columns with role segment, feature, activation or pii are attached as stored (PII is
     a salted hash). Unless ``keep_empty_columns``, a user column that is NULL in every returned
@@ -98,9 +99,12 @@ FROM (SELECT request_id, ts, model_version, p, label, p_true, loss, clipped, wei
       LIMIT $tl_k)
 ORDER BY rank"""
     frame = run_query(con, sql, params, "finding the highest-loss predictions")
-    counts = con.execute(
-        f"SELECT count(*) FILTER (WHERE score_ok), count(*) FILTER (WHERE NOT score_ok) "
-        f"FROM ({rows.sql})", rows.params).fetchone()
+    try:
+        counts = con.execute(
+            f"SELECT count(*) FILTER (WHERE score_ok), count(*) FILTER (WHERE NOT score_ok) "
+            f"FROM ({rows.sql})", rows.params).fetchone()
+    except duckdb.Error as exc:
+        raise QueryError(f"counting the labelled predictions: {exc}") from exc
     if not keep_empty_columns:
         empty = [c for c in user if frame[c].isna().all()] if len(frame) else list(user)
         frame = frame.drop(columns=empty)
@@ -119,7 +123,7 @@ class ErrorHeatmap:
     ``x_bins`` / ``y_bins``: ``bin, label, lo, hi, n`` per axis bucket, in display order
     (numeric: ascending ``[lo, hi)``, the last bin closed; categorical: by count then name,
     then ``(other)``; ``(missing)`` last when present; ``lo`` / ``hi`` NA for categories).
-    ``cells``: every (x bin, y bin) pair — ``x_bin, x_label, y_bin, y_label, n, sum_weight,
+    ``cells``: every (x bin, y bin) pair — ``x_bin, x_label, y_bin, y_label, n, weight_sum,
     mean_loss, low_confidence`` — by x_bin then y_bin; ``sum(cells.n) == n``.
     """
 
@@ -195,7 +199,8 @@ def _categorical_axis(con: duckdb.DuckDBPyConnection, src: str, params: dict[str
     """The ``top`` most frequent values of ``col`` over the heatmap's rows, then (other)."""
     v = f"CAST({quote_ident(col)} AS VARCHAR)"
     cats, has_other, has_missing = con.execute(
-        f"SELECT coalesce(list(c ORDER BY n DESC, c) FILTER (WHERE c IS NOT NULL), [])[1:{int(top)}],"
+        f"SELECT coalesce(list(c ORDER BY n DESC, c) FILTER (WHERE c IS NOT NULL), [])"
+        f"[1:{int(top)}],"
         f" count(c) > {int(top)}, coalesce(bool_or(c IS NULL), false) "
         f"FROM (SELECT {v} AS c, count(*) AS n FROM ({src}) GROUP BY c)", params).fetchone()
     rows: list[tuple[int, str, float | None, float | None]] = [
@@ -226,7 +231,7 @@ def error_heatmap(con: duckdb.DuckDBPyConnection, flt: Filter, x: str, y: str, *
     * categorical column: the ``top`` most frequent values (ties by value), every other value
       in ``(other)``, NULL in ``(missing)``.
 
-    Per cell: ``n`` rows, ``sum_weight = sum(w)``, ``mean_loss = sum(w * loss) / sum(w)``
+    Per cell: ``n`` rows, ``weight_sum = sum(w)``, ``mean_loss = sum(w * loss) / sum(w)``
     (weighted, like every loss in lossboard; ``<NA>`` when the cell is empty or its weights sum
     to 0), ``low_confidence = n < min_samples`` (default 30, see
     :data:`DEFAULT_CELL_MIN_SAMPLES`). Empty cells are listed with ``n = 0``.
@@ -267,16 +272,16 @@ def error_heatmap(con: duckdb.DuckDBPyConnection, flt: Filter, x: str, y: str, *
     sql = f"""
 WITH r AS (SELECT {ax.value_sql} AS xv, {ay.value_sql} AS yv, weight, loss FROM ({src})),
 c AS (SELECT {ax.code_sql.format(v='xv')} AS x_bin, {ay.code_sql.format(v='yv')} AS y_bin,
-             count(*) AS n, sum(weight) AS sum_weight, sum(weight * loss) AS sum_wloss
+             count(*) AS n, sum(weight) AS weight_sum, sum(weight * loss) AS sum_wloss
       FROM r GROUP BY ALL)
-SELECT gx.x_bin, gy.y_bin, coalesce(c.n, 0) AS n, coalesce(c.sum_weight, 0.0) AS sum_weight,
-       c.sum_wloss / nullif(c.sum_weight, 0) AS mean_loss,
+SELECT gx.x_bin, gy.y_bin, coalesce(c.n, 0) AS n, coalesce(c.weight_sum, 0.0) AS weight_sum,
+       c.sum_wloss / nullif(c.weight_sum, 0) AS mean_loss,
        coalesce(c.n, 0) < $hm_min AS low_confidence
 FROM range($hm_nx) gx(x_bin) CROSS JOIN range($hm_ny) gy(y_bin)
 LEFT JOIN c ON c.x_bin = gx.x_bin AND c.y_bin = gy.y_bin
 ORDER BY gx.x_bin, gy.y_bin"""
     cells = run_query(con, sql, params, f"averaging the loss over {x} x {y}")
-    cells = nullable(cells, ("mean_loss",))
+    cells = typed(cells, ("mean_loss",))
     cells.insert(1, "x_label", cells["x_bin"].map(dict(zip(x_bins["bin"], x_bins["label"]))))
     cells.insert(3, "y_label", cells["y_bin"].map(dict(zip(y_bins["bin"], y_bins["label"]))))
     for frame in (x_bins, y_bins):
@@ -284,6 +289,7 @@ ORDER BY gx.x_bin, gy.y_bin"""
         frame["hi"] = frame["hi"].astype("Float64")
     x_bins["n"] = cells.groupby("x_bin")["n"].sum().reindex(x_bins["bin"]).to_numpy()
     y_bins["n"] = cells.groupby("y_bin")["n"].sum().reindex(y_bins["bin"]).to_numpy()
+    x_bins["n"], y_bins["n"] = x_bins["n"].astype("Int64"), y_bins["n"].astype("Int64")
     return ErrorHeatmap(x=x, y=y, x_kind=kinds["x"], y_kind=kinds["y"], n=n,
                         n_nonfinite=n_nonfinite,
                         mean_loss=None if mean_loss is None else float(mean_loss),

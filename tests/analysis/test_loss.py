@@ -558,15 +558,18 @@ def test_bad_parameters_are_refused_naming_the_argument(one_row_db, call, messag
     assert message in str(err.value)
 
 
-def test_segment_named_like_a_computed_column_is_refused(make_db) -> None:
-    # base.labelled_rows computes a column y; DuckDB would rename a user column y to y_1 and a
-    # breakdown by "y" would silently group by the label instead.
+def test_segment_named_like_a_computed_column_is_stored_renamed(make_db) -> None:
+    # base.labelled_rows computes a column y; the ingest stores a user column y as src_y, so a
+    # breakdown by it groups by the user's values, never silently by the label.
     preds = pd.DataFrame({"request_id": ["r0", "r1"], "ts": [BASE, BASE], "model": "m",
                           "model_version": "v1", "p": [0.2, 0.9], "y": ["a", "b"]})
     db = make_db(preds, pd.DataFrame({"request_id": ["r0", "r1"], "label": [0, 1]}),
                  segments=("y",))
-    with read_connection(db) as con, pytest.raises(QueryError, match="rename it"):
-        loss.by_segment(con, Filter(), "y")
+    with read_connection(db) as con:
+        frame = loss.by_segment(con, Filter(), "src_y")
+        with pytest.raises(QueryError):
+            loss.by_segment(con, Filter(), "y")
+    assert list(frame["value"]) == ["a", "b"]
 
 
 # ---------------------------------------------------------------------------- common properties
