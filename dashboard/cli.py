@@ -283,6 +283,110 @@ def columns_cmd(
         console.print(_frame_table(df, "columns"))
 
 
+# --------------------------------------------------------------------------- report
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*[_fmt(row.get(c)) for c in columns])
+    return table
+
+
+def _print_report(rep: dict[str, Any]) -> None:
+    w, ref = rep["window"], rep["reference"]
+    console.print(f"[bold]{rep['model']}[/] ({rep['task']}) from {w['from']} to {w['to']}; "
+                  f"reference {ref['from']} to {ref['to']}", highlight=False)
+    ov = rep["overall"]
+    console.print(_rows_table("overall", [ov], ["n_predictions", "n_labelled", "n_nan_scores",
+                                                "n_clipped", "log_loss", "brier", "roc_auc",
+                                                "accuracy", "ece"]))
+    if rep["findings"]:
+        console.print(_rows_table("what broke, where, since when", [
+            {**f, "where": ", ".join(f"{k}={v}" for k, v in _flat(f["where"]).items())}
+            for f in rep["findings"]], ["what", "where", "since", "until", "detail"]))
+    else:
+        console.print("nothing broke: no finding in this window")
+    console.print(_rows_table("by version", rep["by_version"],
+                              ["model_version", "n_labelled", "log_loss", "first_ts", "last_ts"]))
+    if rep["canary"]:
+        console.print(_rows_table("canary vs baseline", [rep["canary"]], [
+            "baseline", "candidate", "n_baseline", "n_candidate", "log_loss_baseline",
+            "log_loss_candidate", "relative_delta", "p_value", "verdict"]))
+    seg_rows = [{"column": c, **r} for c, rows in rep["by_segment"].items() for r in rows]
+    seg_rows.sort(key=lambda r: -(r["excess_loss"] if r["excess_loss"] is not None else -1e9))
+    if seg_rows:
+        console.print(_rows_table("segments by excess loss", seg_rows[:10], [
+            "column", "value", "n_labelled", "log_loss", "excess_loss", "p_value"]))
+    if rep["drift"]:
+        console.print(_rows_table("drift vs the reference window", rep["drift"], [
+            "feature", "kind", "psi", "ks_statistic", "ks_pvalue", "status"]))
+    lag = rep["labels"]["lag_hours"]
+    console.print(f"label lag hours: p50 {_fmt(lag['p50'], 1)}, p90 {_fmt(lag['p90'], 1)}, "
+                  f"p99 {_fmt(lag['p99'], 1)}; per-day figures: --json", highlight=False)
+
+
+def _flat(where: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in where.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, prefix))
+        else:
+            out[f"{prefix}{key}"] = _fmt(value)
+    return out
+
+
+@app.command("report")
+def report_cmd(
+    db: DbOption = DEFAULT_DB,
+    model: Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Start, ISO-8601 UTC, inclusive (default: first prediction).")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="End, ISO-8601 UTC, exclusive (default: after the last prediction).")] = None,
+    reference_from: Annotated[Optional[str], typer.Option(help="Reference window start (default: the first 7 days).")] = None,
+    reference_to: Annotated[Optional[str], typer.Option(help="Reference window end, exclusive.")] = None,
+    segment: Annotated[Optional[list[str]], typer.Option(help="COLUMN=VALUE, repeatable: only these segment values.")] = None,
+    version: Annotated[Optional[list[str]], typer.Option(help="Only these model versions (repeatable).")] = None,
+    bins: Annotated[int, typer.Option(help="Bins for calibration and PSI.")] = 10,
+    min_samples: Annotated[int, typer.Option(help="Below this many labelled rows a figure is low-confidence.")] = 1000,
+    drift_: Annotated[bool, typer.Option("--drift/--no-drift", help="Compute feature drift (the slowest part).")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Report log loss, calibration, segments, versions, canary, drift, saturation and labels,
+    with the findings: what broke, where, since when.
+
+    Times are UTC; ranges are half-open [from, to). JSON fields: docs/report-json.md.
+
+    Example: lossboard report --db lossboard.duckdb --model fraud --from 2026-10-15 --json
+    """
+    from lossboard.dashboard.analysis.filters import Filter
+    from lossboard.dashboard.analysis.report import build_report
+
+    try:
+        flt = Filter(start=from_, end=to, model=model, versions=tuple(version or ()),
+                     segments=parse_pairs(segment or [], "--segment"),
+                     reference_start=reference_from, reference_end=reference_to)
+        with read_connection(db) as con:
+            rep = build_report(con, flt, bins=bins, min_samples=min_samples, include_drift=drift_)
+    except LossboardError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(rep)
+    else:
+        _print_report(rep)
+
+
 # --------------------------------------------------------------------------- demo / serve
 @app.command("demo")
 def demo_cmd(

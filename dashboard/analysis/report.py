@@ -1,0 +1,377 @@
+"""The machine-readable report: every analysis in one JSON object (docs/report-json.md).
+
+:func:`build_report` calls the analysis modules for one Filter and assembles their small
+results; :func:`findings` reads those results and answers "what broke, where, since when" in a
+short list. Nothing here touches rows: the modules do that in DuckDB.
+
+Default windows, when the Filter leaves them open: the selected window is the model's whole
+history (``[first prediction, last prediction]``); the reference window is the first
+``REFERENCE_DAYS`` days of it (a quarter of it when it is shorter than four times that).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from lossboard.dashboard.analysis import (
+    base, calibration, canary, drift, labels, loss, saturation, segments,
+)
+from lossboard.dashboard.analysis.filters import Filter
+
+REFERENCE_DAYS = 7
+#: A day is "worse" when its log loss exceeds the reference's by this fraction and its 95%
+#: interval lies above the reference loss.
+LOSS_TOLERANCE = 0.10
+#: An activation day is saturated when its tail fraction exceeds both this and twice the
+#: reference's.
+ACTIVATION_TAIL_ALERT = 0.05
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One answer to "what broke, where, since when"."""
+
+    what: str  # stable code: loss_regression, canary_fail, feature_drift, ...
+    where: dict[str, Any]  # e.g. {"segment": {"region": "eu"}} or {"model_version": "v2"}
+    since: str | None  # ISO-8601 UTC start of the problem
+    until: str | None  # ISO-8601 UTC end when it is over, None while it lasts
+    value: float | None
+    baseline: float | None
+    detail: str
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalars: NA/NaN -> None, numpy -> Python, datetimes -> ISO strings."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (datetime, date, pd.Timestamp)):
+        return _iso(value)
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    return [{c: _clean(row[c]) for c in columns} for _, row in frame.iterrows()]
+
+
+def resolve_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
+    """The Filter with model, time range and reference window filled in (module docstring)."""
+    flt = base.resolve_model(con, flt)
+    rows = base.prediction_rows(con, replace(flt, start=None, end=None, maturity_hours=None))
+    first, last = con.execute(f"SELECT min(ts), max(ts) FROM ({rows.sql})", rows.params).fetchone()
+    if first is None:
+        return flt
+    start = flt.start or first
+    end = flt.end or (last + timedelta(microseconds=1))
+    if not flt.has_reference:
+        span = end - start
+        length = timedelta(days=REFERENCE_DAYS) if span >= timedelta(days=4 * REFERENCE_DAYS) else span / 4
+        flt = replace(flt, reference_start=start, reference_end=start + length)
+    return replace(flt, start=start, end=end)
+
+
+def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
+                 min_samples: int = base.DEFAULT_MIN_SAMPLES, include_drift: bool = True) -> dict[str, Any]:
+    """Every section of docs/report-json.md for ``flt`` (see there for the fields)."""
+    flt = resolve_windows(con, flt)
+    info = base.model_info(con, flt.model)
+    summary = loss.overall(con, flt, min_samples=min_samples)
+    cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
+    sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples)
+    days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False)
+    versions = loss.by_version(con, flt, min_samples=min_samples, auc=False)
+    report: dict[str, Any] = {
+        "model": flt.model,
+        "task": info.task,
+        "classes": list(info.classes),
+        "window": {"from": _iso(flt.start), "to": _iso(flt.end)},
+        "reference": {"from": _iso(flt.reference_start), "to": _iso(flt.reference_end),
+                      "version": flt.reference_version},
+        "filter": flt.to_query(),
+        "min_samples": min_samples,
+        "overall": {
+            "n_predictions": summary.n_predictions, "n_labelled": summary.n_labelled,
+            "n_nan_scores": sat.overall.n_nan,
+            "n_inf_scores": sat.overall.n_posinf + sat.overall.n_neginf,
+            "n_clipped": summary.n_clipped, "log_loss": summary.log_loss,
+            "log_loss_ci": [summary.log_loss_ci_low, summary.log_loss_ci_high],
+            "low_confidence": summary.low_confidence, "brier": summary.brier,
+            "roc_auc": summary.roc_auc, "pr_auc": summary.pr_auc, "accuracy": summary.accuracy,
+            "ece": cal.ece, "mce": cal.mce, "perplexity": summary.perplexity,
+            "entropy": summary.entropy, "calibration_in_the_large": summary.calibration_in_the_large,
+        },
+        "by_day": [
+            {"day": _iso(r["bucket_start"].date()), **{c: _clean(r[c]) for c in (
+                "n_predictions", "n_labelled", "log_loss", "log_loss_ci_low", "log_loss_ci_high",
+                "low_confidence")}}
+            for _, r in days.iterrows()],
+        "by_segment": _by_segment(con, flt, min_samples),
+        "by_version": _records(versions.rename(columns={"first_ts": "first_ts", "last_ts": "last_ts"}),
+                               ["model_version", "n_labelled", "log_loss", "low_confidence",
+                                "first_ts", "last_ts"]),
+        "canary": _canary(con, flt, min_samples),
+        "drift": _drift(con, flt, bins) if include_drift else None,
+        "saturation": _saturation(con, flt, sat, min_samples),
+        "labels": _labels(con, flt, min_samples),
+    }
+    report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift)]
+    return _deep_clean(report)
+
+
+def _deep_clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _deep_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_clean(v) for v in value]
+    return _clean(value)
+
+
+def _by_segment(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in segments.segment_columns(con):
+        frame = segments.excess_loss(con, flt, column, min_samples=min_samples)
+        if frame.empty or not frame["value"].notna().any():
+            continue
+        out[column] = _records(frame, ["value", "n_labelled", "log_loss", "excess_loss", "p_value",
+                                       "significant", "low_confidence"])
+    return out
+
+
+def _canary(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any] | None:
+    pair = canary.detect_pair(con, flt)
+    if pair is None:
+        return None
+    result = canary.compare_versions(con, flt, baseline=pair[0], candidate=pair[1],
+                                     min_samples=min_samples)
+    return {k: _clean(v) for k, v in asdict(result).items()}
+
+
+def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int) -> list[dict[str, Any]]:
+    current = _after_reference(flt)
+    score = pd.DataFrame([asdict(drift.score_drift(con, current, bins=bins))])
+    frame = pd.concat([drift.feature_drift(con, current, bins=bins), score], ignore_index=True)
+    frame["feature"] = frame["feature"].replace({drift.SCORE: "score"})
+    return _records(frame, ["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "status",
+                            "missing_rate_reference", "missing_rate_current", "n_reference",
+                            "n_current"])
+
+
+def _saturation(con: duckdb.DuckDBPyConnection, flt: Filter, sat: saturation.ScoreSaturation,
+                min_samples: int) -> list[dict[str, Any]]:
+    acts = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples).by_bucket
+    tails: dict[Any, dict[str, Any]] = {}
+    for _, r in acts.iterrows():
+        tails.setdefault(r["bucket_start"], {})[r["column"]] = _clean(r["frac_tail"])
+    return [{"day": _iso(r["bucket_start"].date()), "n": _clean(r["n"]),
+             "frac_extreme_scores": _clean(r["frac_saturated"]), "n_nan_scores": _clean(r["n_nan"]),
+             "n_inf_scores": _clean(r["n_posinf"] + r["n_neginf"]),
+             "n_exact_0_or_1": _clean(r["n_exact_0"] + r["n_exact_1"]),
+             "activations": tails.get(r["bucket_start"], {})}
+            for _, r in sat.by_bucket.iterrows()]
+
+
+def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any]:
+    cov = labels.coverage(con, flt, bucket="day", min_samples=min_samples)
+    lag = labels.label_lag(con, flt)
+    stall = labels.label_stall(con, flt)
+    return {
+        "coverage_by_day": [{"day": _iso(r["bucket_start"].date()), **{c: _clean(r[c]) for c in (
+            "n_predictions", "n_labelled", "coverage", "mature")}} for _, r in cov.iterrows()],
+        "lag_hours": {"p50": lag.p50_hours, "p90": lag.p90_hours, "p99": lag.p99_hours,
+                      "n": lag.n, "n_ingest_time": lag.n_ingest_time},
+        "stall": {k: _clean(v) for k, v in asdict(stall).items()},
+    }
+
+
+# --------------------------------------------------------------------------- findings
+def _last_run_start(flags: list[bool], keys: list[Any]) -> tuple[Any, Any] | None:
+    """(start, end-or-None) of the last run of True flags that is at least two long or reaches
+    the end of the series; None when there is none."""
+    i = len(flags) - 1
+    while i >= 0:
+        if flags[i]:
+            j = i
+            while j - 1 >= 0 and flags[j - 1]:
+                j -= 1
+            if i - j + 1 >= 2 or i == len(flags) - 1:
+                return keys[j], (None if i == len(flags) - 1 else keys[i + 1])
+            i = j - 1
+        else:
+            i -= 1
+    return None
+
+
+def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any], *,
+             include_drift: bool = True) -> list[Finding]:
+    """What broke, where, since when — from the report's sections (docs/report-json.md).
+
+    Rules, each on UTC days unless said: ``loss_regression`` (days whose log loss exceeds the
+    reference window's by LOSS_TOLERANCE with the 95% interval above it; where = the segment
+    value contributing most to the change), ``canary_fail``, ``feature_drift`` (features with
+    PSI status ``act``; since = first day at ``act``; where = the segment value with the
+    largest PSI), ``nonfinite_scores`` and ``exact_zero_one_scores`` (by hour),
+    ``activation_saturation``, ``label_stall``.
+    """
+    out: list[Finding] = []
+    ref = loss.overall(con, flt.reference(), min_samples=1)
+    ref_loss = ref.log_loss
+    if ref_loss is not None:
+        days = [d for d in report["by_day"] if d["log_loss"] is not None and not d["low_confidence"]]
+        flags = [d["log_loss"] > ref_loss * (1 + LOSS_TOLERANCE) and (d["log_loss_ci_low"] or 0) > ref_loss
+                 for d in days]
+        run = _last_run_start(flags, [d["day"] for d in days])
+        if run is not None:
+            since, until = run
+            window = replace(flt, start=datetime.fromisoformat(since + "T00:00:00+00:00"))
+            where = _top_contributor(con, window)
+            cur = loss.overall(con, window, min_samples=1).log_loss
+            out.append(Finding("loss_regression", where, since + "T00:00:00Z",
+                               None if until is None else until + "T00:00:00Z", cur, ref_loss,
+                               f"log loss {cur:.4f} since {since} vs {ref_loss:.4f} in the reference window"))
+    can = report.get("canary")
+    if can and can["verdict"] == "fail":
+        out.append(Finding("canary_fail", {"model_version": can["candidate"]}, can["start"], None,
+                           can["log_loss_candidate"], can["log_loss_baseline"], can["reason"]))
+    if include_drift and report.get("drift"):
+        out += _drift_findings(con, flt, report["drift"], report["min_samples"])
+    out += _score_findings(con, flt)
+    out += _activation_findings(con, flt, report["min_samples"])
+    stall = report["labels"]["stall"]
+    if stall.get("stalled"):
+        out.append(Finding("label_stall", {}, stall.get("recent_start"), None,
+                           stall.get("recent_coverage"), stall.get("typical_coverage"),
+                           f"label coverage {stall['recent_coverage']:.1%} in the newest mature "
+                           f"hours vs {stall['typical_coverage']:.1%} before"))
+    return out
+
+
+def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter) -> dict[str, Any]:
+    best: tuple[float, str, Any] | None = None
+    for column in segments.segment_columns(con):
+        change = segments.loss_change(con, flt, column)
+        if change.empty or not change["value"].notna().any():
+            continue
+        top = change.iloc[0]
+        if best is None or abs(top["contribution"]) > best[0]:
+            best = (abs(top["contribution"]), column, top["value"])
+    return {} if best is None else {"segment": {best[1]: best[2]}}
+
+
+def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, rows: list[dict[str, Any]],
+                    min_samples: int) -> list[Finding]:
+    """Features (and the score) whose daily PSI stayed at ``watch`` or above for a run of days
+    reaching the end of the window (or at least two days long)."""
+    names = [drift.SCORE if r["feature"] == "score" else r["feature"] for r in rows
+             if r["status"] != "no_data"]
+    if not names:
+        return []
+    current = _after_reference(flt)
+    daily = drift.daily_drift(con, current, feature=names)
+    out = []
+    for name in names:
+        series = daily[daily["feature"] == name]
+        # PSI of a small sample is biased upwards (about (bins - 1) / n by chance alone), so a
+        # day below min_samples cannot raise a drift finding.
+        flags = [s in ("watch", "act") and n >= min_samples
+                 for s, n in zip(series["status"], series["n_current"])]
+        run = _last_run_start(flags, list(series["day"]))
+        if run is None:
+            continue
+        since, until = run
+        window = replace(current, start=datetime.combine(since, datetime.min.time()).replace(
+            tzinfo=current.start.tzinfo))
+        frame = drift.feature_drift(con, window, features=[name])
+        psi = _clean(frame["psi"].iloc[0]) if len(frame) else None
+        if psi is None:
+            continue
+        shown = "score" if name == drift.SCORE else name
+        out.append(Finding("feature_drift", {"feature": shown, **_drift_where(con, window, name, psi)},
+                           _iso(since) + "T00:00:00Z", None if until is None else _iso(until) + "T00:00:00Z",
+                           psi, None, f"PSI {psi:.3f} on {shown} since {_iso(since)} vs the "
+                           "reference window"))
+    return out
+
+
+def _after_reference(flt: Filter) -> Filter:
+    """The selected window minus a reference window at its start (drift compares the two)."""
+    if flt.reference_end and flt.start and flt.end and flt.start < flt.reference_end < flt.end:
+        return replace(flt, start=flt.reference_end)
+    return flt
+
+
+def _drift_where(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, overall_psi: float) -> dict[str, Any]:
+    """The segment value where the feature drifts most, if clearly more than overall."""
+    best: tuple[float, str, str] | None = None
+    for column in segments.segment_columns(con):
+        values = segments.excess_loss(con, flt.reference(), column)["value"].dropna().tolist()
+        if not 1 < len(values) <= 12:
+            continue
+        for value in values:
+            sub = replace(flt, segments=flt.segments + ((column, value),))
+            frame = drift.feature_drift(con, sub, features=[feature])
+            psi = frame["psi"].iloc[0] if len(frame) else None
+            if psi is not None and psi is not pd.NA and (best is None or psi > best[0]):
+                best = (float(psi), column, value)
+    if best is None or best[0] < 1.5 * overall_psi:
+        return {}
+    return {"segment": {best[1]: best[2]}, "segment_psi": best[0]}
+
+
+def _score_findings(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Finding]:
+    hours = saturation.score_saturation(con, flt, bucket="hour", min_samples=1).by_bucket
+    out = []
+    for what, count, label in (("nonfinite_scores", hours["n_nan"] + hours["n_posinf"] + hours["n_neginf"],
+                                "NaN/inf scores"),
+                               ("exact_zero_one_scores", hours["n_exact_0"] + hours["n_exact_1"],
+                                "scores of exactly 0 or 1")):
+        hit = hours[count.fillna(0) > 0]
+        if hit.empty:
+            continue
+        total = int(count.fillna(0).sum())
+        last_end = hit["bucket_end"].iloc[-1]
+        ongoing = last_end >= hours["bucket_end"].iloc[-1]
+        out.append(Finding(what, {}, _iso(hit["bucket_start"].iloc[0]), None if ongoing else _iso(last_end),
+                           float(total), 0.0, f"{total:,} {label} in {len(hit)} hour(s)"))
+    return out
+
+
+def _activation_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> list[Finding]:
+    ref = saturation.activation_saturation(con, flt.reference(), bucket="day", min_samples=1).overall
+    cur = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples).by_bucket
+    out = []
+    for _, r in ref.iterrows():
+        base_frac = r["frac_tail"] if r["frac_tail"] is not pd.NA else 0.0
+        series = cur[cur["column"] == r["column"]]
+        flags = [(f is not pd.NA) and not low and f > max(ACTIVATION_TAIL_ALERT, 2 * base_frac)
+                 for f, low in zip(series["frac_tail"], series["low_confidence"])]
+        run = _last_run_start(flags, list(series["bucket_start"]))
+        if run is None:
+            continue
+        since, until = run
+        now = series[series["bucket_start"] >= since]["frac_tail"].mean()
+        out.append(Finding("activation_saturation", {"activation": r["column"]}, _iso(since),
+                           _iso(until), float(now), float(base_frac),
+                           f"{float(now):.1%} of |{r['column']}| > 0.9 since {_iso(since)[:10]} "
+                           f"vs {float(base_frac):.1%} in the reference window"))
+    return out
