@@ -246,9 +246,24 @@ def _already_ingested(con: duckdb.DuckDBPyConnection, content_hash: str, prefix:
 
 
 # --------------------------------------------------------------------------- staging
+def _remove_stale_staging() -> None:
+    """Delete spill folders of ingests that were killed (their process is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob("lossboard-stage-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, another user's
+
+
 @contextmanager
 def _staging_connection(options: IngestOptions) -> Iterator[duckdb.DuckDBPyConnection]:
-    spill = tempfile.mkdtemp(prefix="lossboard-stage-")
+    _remove_stale_staging()
+    spill = tempfile.mkdtemp(prefix=f"lossboard-stage-{os.getpid()}-")
     config: dict[str, Any] = {"memory_limit": options.memory_limit, "temp_directory": spill}
     if options.threads:
         config["threads"] = options.threads
@@ -591,10 +606,16 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, kind: str, table: str,
     contract = [c for c, _ in schema.CONTRACT_COLUMNS[kind]]
     target_cols = contract + ["_lb_file_id", "_lb_row_number", "_lb_row_hash"] + [x.target for x in extras]
     select = contract + ["$file_id", "_lb_row_number", "_lb_row_hash"] + [x.staged for x in extras]
+    # Rows are stored in file order. The predictions and kpi staging CTAS read `raw` alone, so
+    # `staged` is already in _lb_ord order and a single-table SELECT/WHERE keeps it
+    # (preserve_insertion_order, DuckDB's default; docs: "order preservation"): sorting again
+    # cost 36-50% of a 10M-row ingest, spilled past memory_limit (docs/benchmarks.md). The
+    # labels CTAS joins lb_models, and a join does not keep order, so labels are sorted.
+    order = " ORDER BY _lb_ord" if kind == "labels" else ""
     con.execute(
         f"INSERT INTO {table} ({', '.join(q(c) for c in target_cols)}) "
         f"SELECT {', '.join(c if c.startswith('$') else q(c) for c in select)} "
-        "FROM staged WHERE _lb_reason IS NULL ORDER BY _lb_ord",
+        f"FROM staged WHERE _lb_reason IS NULL{order}",
         {"file_id": file_id},
     )
 

@@ -356,3 +356,15 @@ def test_a_label_without_model_matching_several_models(tmp_path: Path, db_path: 
         """), kind="labels")
     assert (result.n_duplicate, result.n_quarantined) == (1, 0)
     assert scalar(db_path, "SELECT count(*) FROM labels") == 2
+
+
+def test_spill_folders_of_killed_ingests_are_removed(tmp_path: Path, db_path: Path) -> None:
+    import tempfile
+
+    # A pid above Linux's maximum (2**22) cannot be alive: the folder is a dead ingest's.
+    stale = Path(tempfile.gettempdir()) / "lossboard-stage-4194999-x"
+    stale.mkdir(exist_ok=True)
+    (stale / "spill.tmp").write_bytes(b"0" * 10)
+    ingest_one(db_path, write_csv(tmp_path, "p.csv", "request_id,ts,p\n" f"a,{TS},0.5\n"),
+               model="m", model_version="v1")
+    assert not stale.exists()
