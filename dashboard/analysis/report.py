@@ -172,6 +172,10 @@ def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int) -> list[dict[
     score = pd.DataFrame([asdict(drift.score_drift(con, current, bins=bins))])
     frame = pd.concat([drift.feature_drift(con, current, bins=bins), score], ignore_index=True)
     frame["feature"] = frame["feature"].replace({drift.SCORE: "score"})
+    # Columns are registered per file kind, not per model: a feature another model's files
+    # brought is empty in both windows here and is left out.
+    never = (frame["n_reference"] == 0) & (frame["n_current"] == 0)
+    frame = frame[~never]
     return _records(frame, ["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "status",
                             "missing_rate_reference", "missing_rate_current", "n_reference",
                             "n_current"])
