@@ -83,19 +83,8 @@ def read_connection(
             f"database {path} does not exist; create it with `lossboard ingest --db {path} FILE`"
         )
 
-    def _open() -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(path), read_only=True)
-
-    try:
-        con = retry_on_lock(_open, timeout_s, f"opening {path} for reading")
-    except duckdb.Error as exc:
-        raise LossboardError(f"cannot open {path} as a lossboard database: "
-                             f"{str(exc).splitlines()[0]}") from exc
-    try:
-        _configure(con)
+    with _opened(path, True, timeout_s) as con:
         yield con
-    finally:
-        con.close()
 
 
 @contextlib.contextmanager
@@ -109,9 +98,16 @@ def write_connection(
     """
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _opened(path, False, timeout_s) as con:
+        yield con
+
+
+@contextlib.contextmanager
+def _opened(path: Path, read_only: bool, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open with retry while locked; any other DuckDB refusal becomes one clear sentence."""
+    what = f"opening {path} for {'reading' if read_only else 'writing'}"
     try:
-        con = retry_on_lock(lambda: duckdb.connect(str(path)), timeout_s,
-                            f"opening {path} for writing")
+        con = retry_on_lock(lambda: duckdb.connect(str(path), read_only=read_only), timeout_s, what)
     except duckdb.Error as exc:
         raise LossboardError(f"cannot open {path} as a lossboard database: "
                              f"{str(exc).splitlines()[0]}") from exc
