@@ -102,7 +102,10 @@ def welch(a: Moments, b: Moments, alternative: str = "two-sided") -> WelchResult
             p = 0.0 if diff < 0 else 1.0
         return WelchResult(diff, None, None, p)
     t = diff / denom
-    dof = (va + vb) ** 2 / (va * va / (a.n_eff - 1) + vb * vb / (b.n_eff - 1))
+    dof_den = va * va / (a.n_eff - 1) + vb * vb / (b.n_eff - 1)
+    # Variances near 1e-160 square to 0 in floating point; the Welch-Satterthwaite degrees of
+    # freedom then fall back to their lower bound, the smaller sample's.
+    dof = (va + vb) ** 2 / dof_den if dof_den > 0 else min(a.n_eff, b.n_eff) - 1
     if alternative == "two-sided":
         p = 2 * sps.t.sf(abs(t), dof)
     elif alternative == "greater":

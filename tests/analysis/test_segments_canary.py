@@ -54,6 +54,12 @@ def test_welch_one_sided_matches_scipy(alternative: str) -> None:
     assert ours.p_value == pytest.approx(ref.pvalue, rel=1e-9)
 
 
+def test_welch_survives_underflowing_variances() -> None:
+    # Found by hypothesis: the variance's square underflows to 0.
+    res = welch(_moments(np.array([0.0, 0.0])), _moments(np.array([0.0, 8.185661147603159e-140])))
+    assert res is not None and 0.0 <= res.p_value <= 1.0
+
+
 def test_welch_edge_cases() -> None:
     one = _moments(np.array([1.0]))
     assert welch(_moments(np.array([], dtype=float)), one) is None  # no rows: no test
