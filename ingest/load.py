@@ -608,9 +608,10 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, kind: str, table: str,
     select = contract + ["$file_id", "_lb_row_number", "_lb_row_hash"] + [x.staged for x in extras]
     # Rows are stored in file order. The predictions and kpi staging CTAS read `raw` alone, so
     # `staged` is already in _lb_ord order and a single-table SELECT/WHERE keeps it
-    # (preserve_insertion_order, DuckDB's default; docs: "order preservation"): sorting again
-    # cost 36-50% of a 10M-row ingest, spilled past memory_limit (docs/benchmarks.md). The
-    # labels CTAS joins lb_models, and a join does not keep order, so labels are sorted.
+    # (preserve_insertion_order, DuckDB's default; docs: "order preservation"). Sorting again
+    # spilled past memory_limit and cost 2.5 s of a 10M-row ingest on a quiet 2-core machine,
+    # up to 30 s on a busy one (docs/benchmarks.md). The labels CTAS joins lb_models, and a
+    # join does not keep order, so labels are still sorted.
     order = " ORDER BY _lb_ord" if kind == "labels" else ""
     con.execute(
         f"INSERT INTO {table} ({', '.join(q(c) for c in target_cols)}) "

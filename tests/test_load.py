@@ -368,3 +368,22 @@ def test_spill_folders_of_killed_ingests_are_removed(tmp_path: Path, db_path: Pa
     ingest_one(db_path, write_csv(tmp_path, "p.csv", "request_id,ts,p\n" f"a,{TS},0.5\n"),
                model="m", model_version="v1")
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("kind", ["predictions", "labels"])
+def test_rows_are_stored_in_file_order(tmp_path: Path, db_path: Path, kind: str) -> None:
+    # The insert relies on DuckDB keeping the staging order (no ORDER BY for predictions):
+    # the table's physical order must follow the file's row numbers.
+    n = 60_000
+    if kind == "predictions":
+        lines = ["request_id,ts,p"] + [f"r{i},{TS},{(i % 97) / 97}" for i in range(n)]
+        flags = {"model": "m", "model_version": "v1"}
+    else:
+        lines = ["request_id,label,model"] + [f"r{i},{i % 2},m" for i in range(n)]
+        flags = {"kind": "labels"}
+    result = ingest_one(db_path, write_csv(tmp_path, "rows.csv", "\n".join(lines) + "\n"), **flags)
+    assert result.n_accepted == n
+    table = "predictions" if kind == "predictions" else "labels"
+    out_of_order = scalar(db_path, f"SELECT count(*) FROM (SELECT _lb_row_number, lag(_lb_row_number) "
+                                   f"OVER (ORDER BY rowid) AS prev FROM {table}) WHERE prev > _lb_row_number")
+    assert out_of_order == 0
