@@ -238,7 +238,9 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     ``activation_saturation``, ``label_stall``.
     """
     out: list[Finding] = []
-    ref = loss.overall(con, flt.reference(), min_samples=1)
+    # Only log_loss is read here: auc=False skips the AUC, the one figure that sorts every row
+    # (docs/benchmarks.md, "Analysis and report").
+    ref = loss.overall(con, flt.reference(), min_samples=1, auc=False)
     ref_loss = ref.log_loss
     if ref_loss is not None:
         days = [d for d in report["by_day"] if d["log_loss"] is not None and not d["low_confidence"]]
@@ -249,7 +251,7 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
             since, until = run
             window = replace(flt, start=datetime.fromisoformat(since + "T00:00:00+00:00"))
             where = _top_contributor(con, window)
-            cur = loss.overall(con, window, min_samples=1).log_loss
+            cur = loss.overall(con, window, min_samples=1, auc=False).log_loss
             out.append(Finding("loss_regression", where, since + "T00:00:00Z",
                                None if until is None else until + "T00:00:00Z", cur, ref_loss,
                                f"log loss {cur:.4f} since {since} vs {ref_loss:.4f} in the reference window"))
