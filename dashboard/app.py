@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from lossboard.dashboard import sidebar
 from lossboard.dashboard.state import database_ready
 
 # An emoji favicon is drawn in the browser; a :material/...: one is fetched from
@@ -15,9 +16,19 @@ from lossboard.dashboard.state import database_ready
 st.set_page_config(page_title="lossboard", page_icon="📉", layout="wide")
 
 if database_ready():
-    pages = [st.Page("pages/data_health.py", title="Data health", icon=":material/fact_check:",
-                     default=True)]
+    pages = [
+        st.Page("pages/oncall.py", title="On-call", icon=":material/notifications_active:",
+                default=True, url_path="oncall"),
+        st.Page("pages/executive.py", title="Executive", icon=":material/insights:",
+                url_path="executive"),
+        st.Page("pages/debug.py", title="Debug", icon=":material/troubleshoot:",
+                url_path="debug"),
+        st.Page("pages/data_health.py", title="Data health", icon=":material/fact_check:",
+                url_path="data-health"),
+    ]
+    page = st.navigation(pages)
+    sidebar.render()
 else:
-    pages = [st.Page("pages/onboarding.py", title="Get started", icon=":material/upload:",
-                     default=True)]
-st.navigation(pages).run()
+    page = st.navigation([st.Page("pages/onboarding.py", title="Get started",
+                                  icon=":material/upload:", default=True)])
+page.run()
