@@ -214,10 +214,12 @@ def load_config(path: Path | str | None) -> Config:
         raise ConfigError(f"config file {path} not found") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown_top = set(data) - {"timezone", "source"}
+    # [[slo]], [alerts] and [[maintenance]] belong to lossboard.dashboard.monitoring_config,
+    # which reads the same file and checks them.
+    unknown_top = set(data) - {"timezone", "source", "slo", "alerts", "maintenance"}
     if unknown_top:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown_top)}; "
-                          "expected timezone and [[source]] tables")
+                          "expected timezone, [[source]], [[slo]], [alerts] and [[maintenance]]")
     sources = []
     for i, raw in enumerate(data.get("source", [])):
         where = f"{path} [[source]] #{i + 1}"
