@@ -13,7 +13,12 @@ Conventions every builder follows (so pages look alike and tests can rely on the
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 LOW_CONFIDENCE_NAME = "low confidence (n below minimum)"
 TEMPLATE = "plotly_white"
@@ -27,3 +32,377 @@ def base_layout(fig: go.Figure, *, x_title: str, y_title: str, height: int = 360
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
     return fig
+
+
+# --------------------------------------------------------------------------- On-call and Debug
+#: Colours shared by the On-call and Debug figures (Plotly's default qualitative palette).
+_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
+_MARK_COLOUR = "#d62728"
+#: Names of traces that tests and the docs refer to.
+CI_BAND_NAME = "95% interval"
+NOT_MATURE_NAME = "labels still arriving (bucket younger than lag p90)"
+PERFECT_NAME = "perfectly calibrated"
+
+
+def _values(series: pd.Series) -> list[Any]:
+    """Plain Python values with <NA> / NaN as None (Plotly draws None as a gap)."""
+    return [None if pd.isna(v) else v for v in series.tolist()]
+
+
+def _masked(frame: pd.DataFrame, column: str, keep: pd.Series) -> list[Any]:
+    return [v if k else None for v, k in zip(_values(frame[column]), keep.tolist())]
+
+
+def _low_mask(frame: pd.DataFrame) -> pd.Series:
+    if "low_confidence" not in frame.columns:
+        return pd.Series([False] * len(frame), index=frame.index)
+    return frame["low_confidence"].fillna(False).astype(bool)
+
+
+def add_marks(fig: go.Figure, marks: Sequence[tuple[Any, str]], *, row: int | None = None
+              ) -> go.Figure:
+    """Vertical dashed lines with a label at each ``(time, label)``: "since when"."""
+    for i, (when, label) in enumerate(marks):
+        x = pd.Timestamp(when)
+        fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper", xref="x",
+                      line=dict(color=_MARK_COLOUR, width=1.5, dash="dash"))
+        fig.add_annotation(x=x, y=1 - 0.09 * (i % 4), yref="paper", xref="x", text=label,
+                           showarrow=False, xanchor="left", yanchor="top",
+                           font=dict(size=10, color=_MARK_COLOUR),
+                           bgcolor="rgba(255,255,255,0.8)")
+    return fig
+
+
+def _low_confidence_trace(xs: list[Any], ys: list[Any], ns: list[Any], *, unit: str,
+                          fmt: str = ".4f", yaxis: str | None = None) -> go.Scatter:
+    trace = go.Scatter(x=xs, y=ys, customdata=ns, name=LOW_CONFIDENCE_NAME, mode="markers",
+                       marker=dict(symbol="circle-open", size=7, color="#7f7f7f"),
+                       hovertemplate=f"%{{y:{fmt}}} {unit}<br>n = %{{customdata:,}} (low confidence)"
+                                     "<extra></extra>")
+    if yaxis:
+        trace.update(yaxis=yaxis)
+    return trace
+
+
+def rolling_loss_figure(windows: Mapping[str, pd.DataFrame], *,
+                        marks: Sequence[tuple[Any, str]] = (), height: int = 460) -> go.Figure:
+    """Rolling log loss per window length (``{"1h": frame, "6h": frame}``, frames of
+    ``loss.rolling``) with its 95% interval for the longest window, and the rows per hour
+    (predictions and labelled) below. Low-confidence windows are hollow markers."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
+                        vertical_spacing=0.06)
+    low_x: list[Any] = []
+    low_y: list[Any] = []
+    low_n: list[Any] = []
+    names = list(windows)
+    for i, (label, frame) in enumerate(windows.items()):
+        if frame.empty:
+            continue
+        low = _low_mask(frame)
+        x = frame["window_end"].tolist()
+        if label == names[-1]:
+            fig.add_trace(go.Scatter(x=x + x[::-1],
+                                     y=_values(frame["log_loss_ci_high"]) + _values(frame["log_loss_ci_low"])[::-1],
+                                     fill="toself", fillcolor="rgba(99,110,250,0.15)",
+                                     line=dict(width=0), hoverinfo="skip",
+                                     name=f"{CI_BAND_NAME} ({label})"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=_masked(frame, "log_loss", ~low),
+                                 customdata=frame["n"].tolist(), mode="lines",
+                                 name=f"log loss, {label} window",
+                                 line=dict(color=_COLOURS[i % len(_COLOURS)], width=1 + i),
+                                 hovertemplate="%{y:.4f} nats<br>n = %{customdata:,}"
+                                               f"<extra>{label}</extra>"), row=1, col=1)
+        low_x += [v for v, k in zip(x, low.tolist()) if k]
+        low_y += [v for v, k in zip(_values(frame["log_loss"]), low.tolist()) if k]
+        low_n += [v for v, k in zip(frame["n"].tolist(), low.tolist()) if k]
+    if low_x:
+        fig.add_trace(_low_confidence_trace(low_x, low_y, low_n, unit="nats"), row=1, col=1)
+    hourly = windows.get(names[0]) if names else None
+    if hourly is not None and not hourly.empty:
+        x = hourly["window_end"].tolist()
+        fig.add_trace(go.Bar(x=x, y=hourly["n_predictions"].tolist(), name=f"predictions per {names[0]}",
+                             marker_color="#c7c7c7",
+                             hovertemplate="%{y:,} predictions<extra></extra>"), row=2, col=1)
+        fig.add_trace(go.Bar(x=x, y=hourly["n"].tolist(), name=f"labelled per {names[0]}",
+                             marker_color="#636efa",
+                             hovertemplate="%{y:,} labelled<extra></extra>"), row=2, col=1)
+    base_layout(fig, x_title="", y_title="log loss (nats)", height=height)
+    fig.update_layout(barmode="overlay", bargap=0)
+    fig.update_xaxes(title_text="window end (UTC)", row=2, col=1)
+    fig.update_yaxes(title_text="rows per window", row=2, col=1)
+    return add_marks(fig, marks)
+
+
+def score_counters_figure(by_hour: pd.DataFrame, *, marks: Sequence[tuple[Any, str]] = (),
+                          height: int = 300) -> go.Figure:
+    """NaN/inf scores, scores of exactly 0 or 1 and other extreme scores per bucket (stacked
+    bars of ``saturation.score_saturation(...).by_bucket``); hover shows the bucket's n.
+    Counts are events, not estimates, so no bucket is low-confidence here."""
+    fig = go.Figure()
+    if not by_hour.empty:
+        x = by_hour["bucket_start"].tolist()
+        n = by_hour["n"].tolist()
+        nonfinite = by_hour["n_nan"] + by_hour["n_posinf"] + by_hour["n_neginf"]
+        exact = by_hour["n_exact_0"] + by_hour["n_exact_1"]
+        extreme = by_hour["n_low"] + by_hour["n_high"] - exact
+        for name, values, colour in (("NaN / inf scores", nonfinite, "#d62728"),
+                                     ("scores of exactly 0 or 1", exact, "#ff7f0e"),
+                                     ("other extreme scores (< 0.01 or > 0.99)", extreme, "#bcbd22")):
+            fig.add_trace(go.Bar(x=x, y=values.tolist(), customdata=n, name=name,
+                                 marker_color=colour,
+                                 hovertemplate="%{y:,} of n = %{customdata:,}<extra>" + name + "</extra>"))
+    base_layout(fig, x_title="hour (UTC)", y_title="scores per hour", height=height)
+    fig.update_layout(barmode="stack", bargap=0)
+    return add_marks(fig, marks)
+
+
+def excess_loss_figure(excess: pd.DataFrame, *, top: int = 12, height: int | None = None) -> go.Figure:
+    """Segment values ranked by excess log loss over the rest (``segments.excess_loss_all``),
+    worst on top; significant (Welch p < alpha) excess in red, others grey, low-confidence
+    values hollow."""
+    frame = excess.head(top).iloc[::-1]
+    fig = go.Figure()
+    if not frame.empty:
+        labels = [f"{c}={v}" for c, v in zip(frame["column"], frame["value"])]
+        low = _low_mask(frame)
+        sig = frame["significant"].fillna(False).astype(bool) & (frame["excess_loss"].astype(float) > 0)
+        custom = list(zip(frame["n_labelled"].tolist(), _values(frame["log_loss"]),
+                          _values(frame["log_loss_rest"]), _values(frame["p_value"])))
+        hover = ("%{x:+.4f} nats vs the rest<br>log loss %{customdata[1]:.4f} vs %{customdata[2]:.4f}"
+                 "<br>n = %{customdata[0]:,}, p = %{customdata[3]:.2g}<extra></extra>")
+        for name, keep, style in (
+                ("significant excess loss", ~low & sig, dict(color="#d62728")),
+                ("not significant", ~low & ~sig, dict(color="#9e9e9e")),
+                (LOW_CONFIDENCE_NAME, low, dict(color="rgba(0,0,0,0)",
+                                                line=dict(color="#7f7f7f", width=1.5)))):
+            if not keep.any():
+                continue
+            fig.add_trace(go.Bar(orientation="h", name=name, marker=style,
+                                 x=[v if k else None for v, k in zip(_values(frame["excess_loss"]), keep)],
+                                 y=labels, customdata=custom, hovertemplate=hover))
+    base_layout(fig, x_title="excess log loss vs the rest of the window (nats)",
+                y_title="segment value", height=height or max(220, 28 * len(frame) + 90))
+    fig.update_layout(barmode="overlay", hovermode="closest")
+    return fig
+
+
+def canary_figure(result: Any, *, height: int = 260) -> go.Figure:
+    """Baseline vs candidate log loss over their common time range (a ``CanaryResult``), with
+    n in the hover; a side below ``min_samples`` is hollow."""
+    fig = go.Figure()
+    for role, version, value, n in (("baseline", result.baseline, result.log_loss_baseline,
+                                     result.n_baseline),
+                                    ("candidate", result.candidate, result.log_loss_candidate,
+                                     result.n_candidate)):
+        low = n < result.min_samples
+        fig.add_trace(go.Bar(
+            x=[value], y=[f"{version} ({role})"], orientation="h", customdata=[n],
+            name=LOW_CONFIDENCE_NAME if low else f"{role} {version}",
+            marker=(dict(color="rgba(0,0,0,0)", line=dict(color="#7f7f7f", width=1.5)) if low
+                    else dict(color="#636efa" if role == "baseline" else "#ef553b")),
+            hovertemplate="%{x:.4f} nats<br>n = %{customdata:,}<extra></extra>"))
+    base_layout(fig, x_title="log loss over the common time range (nats)", y_title="",
+                height=height)
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig
+
+
+def coverage_figure(coverage: pd.DataFrame, *, marks: Sequence[tuple[Any, str]] = (),
+                    height: int = 340) -> go.Figure:
+    """Label coverage per bucket (``labels.coverage``) with the bucket's label lag p90 on a
+    second axis. Buckets younger than the lag p90 are drawn apart (their labels are still
+    arriving: low coverage there is not a stall); low-confidence buckets are hollow."""
+    fig = go.Figure()
+    if not coverage.empty:
+        mature = coverage["mature"].fillna(True).astype(bool)
+        low = _low_mask(coverage)
+        x = coverage["bucket_start"].tolist()
+        n = coverage["n_predictions"].tolist()
+        hover = "%{y:.1%} labelled<br>n = %{customdata:,} predictions<extra></extra>"
+        fig.add_trace(go.Scatter(x=x, y=_masked(coverage, "coverage", mature & ~low),
+                                 customdata=n, mode="lines+markers", name="label coverage",
+                                 line=dict(color="#636efa"), marker=dict(size=4),
+                                 hovertemplate=hover))
+        young = ~mature
+        if young.any():
+            fig.add_trace(go.Scatter(x=x, y=_masked(coverage, "coverage", young), customdata=n,
+                                     mode="markers", name=NOT_MATURE_NAME,
+                                     marker=dict(symbol="diamond-open", size=7, color="#ff7f0e"),
+                                     hovertemplate=hover))
+        if (mature & low).any():
+            keep = (mature & low).tolist()
+            fig.add_trace(_low_confidence_trace([v for v, k in zip(x, keep) if k],
+                                                [v for v, k in zip(_values(coverage["coverage"]), keep) if k],
+                                                [v for v, k in zip(n, keep) if k],
+                                                unit="labelled", fmt=".1%"))
+        fig.add_trace(go.Scatter(x=x, y=_values(coverage["lag_p90_hours"]),
+                                 customdata=coverage["n_lag"].tolist(), yaxis="y2",
+                                 mode="lines", name="label lag p90", line=dict(color="#7f7f7f", dash="dot"),
+                                 hovertemplate="lag p90 %{y:.1f} h<br>n = %{customdata:,} labels"
+                                               "<extra></extra>"))
+    base_layout(fig, x_title="prediction time (UTC)", y_title="label coverage (fraction of predictions)",
+                height=height)
+    fig.update_layout(yaxis=dict(tickformat=".0%", rangemode="tozero"),
+                      yaxis2=dict(title="label lag p90 (hours)", overlaying="y", side="right",
+                                  rangemode="tozero", showgrid=False))
+    return add_marks(fig, marks)
+
+
+def drift_distribution_figure(dist: pd.DataFrame, feature: str, *, height: int = 340) -> go.Figure:
+    """Reference vs current share per PSI bin of one feature (``drift.distribution``)."""
+    fig = go.Figure()
+    for name, share, count, colour in (("reference window", "reference_share", "n_reference", "#9e9e9e"),
+                                       ("current window", "current_share", "n_current", "#636efa")):
+        fig.add_trace(go.Bar(x=dist["label"].tolist(), y=_values(dist[share]), name=name,
+                             marker_color=colour,
+                             customdata=list(zip(dist[count].tolist(), _values(dist["psi_term"]))),
+                             hovertemplate="%{y:.1%} of rows<br>n = %{customdata[0]:,}"
+                                           "<br>PSI term %{customdata[1]:.4f}<extra>" + name + "</extra>"))
+    base_layout(fig, x_title=f"{feature} bin (PSI bins from reference quantiles)",
+                y_title="share of rows (fraction)", height=height)
+    fig.update_layout(barmode="group", yaxis=dict(tickformat=".0%"))
+    return fig
+
+
+def _ring_trace(x: pd.Series, y: pd.Series, n: pd.Series) -> go.Scatter:
+    """Hollow rings over the low-confidence cells of a heatmap."""
+    return go.Scatter(x=x.tolist(), y=y.tolist(), customdata=n.tolist(), mode="markers",
+                      name=LOW_CONFIDENCE_NAME,
+                      marker=dict(symbol="circle-open", size=9, color="#333333"),
+                      hovertemplate="n = %{customdata:,} (low confidence)<extra></extra>")
+
+
+def drift_heatmap_figure(daily: pd.DataFrame, *, min_samples: int = 1000, zmax: float = 0.5,
+                         height: int | None = None) -> go.Figure:
+    """PSI per UTC day (x) and feature (y) from ``drift.daily_drift``; days with fewer than
+    ``min_samples`` current rows are marked with hollow markers (PSI of a small sample is
+    biased upwards)."""
+    fig = go.Figure()
+    frame = daily.copy()
+    if not frame.empty:
+        frame["day"] = pd.to_datetime(frame["day"])
+        psi = frame.pivot(index="feature", columns="day", values="psi").astype("float64")
+        n = frame.pivot(index="feature", columns="day", values="n_current")
+        fig.add_trace(go.Heatmap(x=list(psi.columns), y=list(psi.index), z=psi.to_numpy(),
+                                 customdata=n.to_numpy(), zmin=0, zmax=zmax, colorscale="YlOrRd",
+                                 colorbar=dict(title="PSI"), name="PSI",
+                                 hovertemplate="%{y} on %{x|%Y-%m-%d}<br>PSI %{z:.3f}"
+                                               "<br>n = %{customdata:,}<extra></extra>"))
+        low = frame[frame["n_current"] < min_samples]
+        if not low.empty:
+            fig.add_trace(_ring_trace(low["day"], low["feature"], low["n_current"]))
+    base_layout(fig, x_title="day (UTC)", y_title="feature",
+                height=height or max(240, 40 * daily["feature"].nunique() + 120) if not daily.empty else 240)
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def error_heatmap_figure(heatmap: Any, *, height: int = 380) -> go.Figure:
+    """Mean log loss per cell of two columns' buckets (a ``samples.ErrorHeatmap``); cells
+    with fewer than its ``min_samples`` rows carry a hollow marker."""
+    cells = heatmap.cells
+    fig = go.Figure()
+    if not cells.empty:
+        xs = heatmap.x_bins["label"].tolist()
+        ys = heatmap.y_bins["label"].tolist()
+        z = cells.pivot(index="y_bin", columns="x_bin", values="mean_loss").astype("float64")
+        n = cells.pivot(index="y_bin", columns="x_bin", values="n")
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=z.to_numpy(), customdata=n.to_numpy(),
+                                 colorscale="Reds", colorbar=dict(title="nats"), name="mean log loss",
+                                 hovertemplate=f"{heatmap.x} %{{x}}<br>{heatmap.y} %{{y}}"
+                                               "<br>mean log loss %{z:.4f} nats<br>n = %{customdata:,}"
+                                               "<extra></extra>"))
+        low = cells[cells["low_confidence"].fillna(False).astype(bool)]
+        if not low.empty:
+            fig.add_trace(_ring_trace(low["x_label"], low["y_label"], low["n"]))
+    base_layout(fig, x_title=f"{heatmap.x} (bucket)", y_title=f"{heatmap.y} (bucket)", height=height)
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def reliability_figure(curve: pd.DataFrame, *, min_bin_samples: int = 100,
+                       height: int = 400) -> go.Figure:
+    """Reliability diagram (``calibration.reliability``): per bin the mean predicted
+    probability against the observed rate with its 95% Wilson band, the diagonal, and bins
+    with fewer than ``min_bin_samples`` rows hollow."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=PERFECT_NAME,
+                             line=dict(color="#9e9e9e", dash="dash"), hoverinfo="skip"))
+    frame = curve[curve["n"] > 0]
+    if not frame.empty:
+        low = frame["n"] < min_bin_samples
+        for name, keep, marker in (("observed rate (95% band)", ~low, dict(size=8, color="#636efa")),
+                                   (LOW_CONFIDENCE_NAME, low,
+                                    dict(size=8, symbol="circle-open", color="#7f7f7f"))):
+            part = frame[keep]
+            if part.empty:
+                continue
+            y = part["frac_positive"].astype("float64")
+            fig.add_trace(go.Scatter(
+                x=_values(part["mean_p"]), y=y.tolist(), mode="lines+markers" if name != LOW_CONFIDENCE_NAME else "markers",
+                name=name, marker=marker,
+                error_y=dict(type="data", symmetric=False,
+                             array=(part["frac_positive_hi"].astype("float64") - y).tolist(),
+                             arrayminus=(y - part["frac_positive_lo"].astype("float64")).tolist()),
+                customdata=list(zip(part["n"].tolist(), part["bin_lo"].tolist(), part["bin_hi"].tolist())),
+                hovertemplate="bin [%{customdata[1]:.3f}, %{customdata[2]:.3f})<br>mean p %{x:.3f}"
+                              "<br>observed %{y:.3f}<br>n = %{customdata[0]:,}<extra></extra>"))
+    base_layout(fig, x_title="mean predicted probability in bin (probability)",
+                y_title="observed rate of the positive class (fraction)", height=height)
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def histogram_heatmap_figure(hist: Any, *, value_title: str, height: int = 360) -> go.Figure:
+    """A ``saturation.Histogram`` as a heatmap: time bucket (x) by value bin (y), colour = the
+    bucket's fraction of binned rows in the bin; hover shows the count and the bucket's n."""
+    counts = hist.counts
+    fig = go.Figure()
+    if not counts.empty:
+        n = counts.pivot(index="bin", columns="bucket_start", values="n").astype("float64")
+        total = n.sum(axis=0).replace(0, float("nan"))
+        share = n / total
+        mids = [f"[{lo:.2f}, {hi:.2f})" for lo, hi in zip(hist.edges[:-1], hist.edges[1:])]
+        custom = [[(int(c), int(t) if t == t else 0) for c, t in zip(row, total)] for row in n.to_numpy()]
+        fig.add_trace(go.Heatmap(x=list(n.columns), y=mids, z=share.to_numpy(), customdata=custom,
+                                 colorscale="Viridis", colorbar=dict(title="fraction", tickformat=".0%"),
+                                 name="share of rows",
+                                 hovertemplate="%{x}<br>bin %{y}<br>%{z:.1%} of the bucket"
+                                               "<br>%{customdata[0]:,} of n = %{customdata[1]:,}"
+                                               "<extra></extra>"))
+    base_layout(fig, x_title=f"{hist.bucket} (UTC)", y_title=value_title, height=height)
+    fig.update_layout(hovermode="closest")
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def activation_tail_figure(by_bucket: pd.DataFrame, *, threshold: float = 0.9,
+                           marks: Sequence[tuple[Any, str]] = (), height: int = 320) -> go.Figure:
+    """Fraction of each activation column's values with ``|a| > threshold`` per bucket
+    (``saturation.activation_saturation(...).by_bucket``); low-confidence buckets hollow."""
+    fig = go.Figure()
+    low_x: list[Any] = []
+    low_y: list[Any] = []
+    low_n: list[Any] = []
+    for i, (column, frame) in enumerate(by_bucket.groupby("column", sort=True)):
+        low = _low_mask(frame)
+        fig.add_trace(go.Scatter(x=frame["bucket_start"].tolist(), y=_masked(frame, "frac_tail", ~low),
+                                 customdata=frame["n"].tolist(), mode="lines+markers",
+                                 name=f"{column}: |a| > {threshold:g}",
+                                 line=dict(color=_COLOURS[i % len(_COLOURS)]),
+                                 hovertemplate="%{y:.1%} saturated<br>n = %{customdata:,}"
+                                               "<extra></extra>"))
+        keep = low.tolist()
+        low_x += [v for v, k in zip(frame["bucket_start"].tolist(), keep) if k]
+        low_y += [v for v, k in zip(_values(frame["frac_tail"]), keep) if k]
+        low_n += [v for v, k in zip(frame["n"].tolist(), keep) if k]
+    if low_x:
+        fig.add_trace(_low_confidence_trace(low_x, low_y, low_n, unit="saturated", fmt=".1%"))
+    base_layout(fig, x_title="time bucket (UTC)", y_title="saturated activations (fraction)",
+                height=height)
+    fig.update_layout(yaxis=dict(tickformat=".0%", rangemode="tozero"))
+    return add_marks(fig, marks)

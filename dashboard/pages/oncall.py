@@ -1,7 +1,256 @@
-"""On-call page."""
+"""On-call page: is it broken now, where, and since when.
+
+Layout only: every number comes from an analysis function through ``state.query`` and every
+chart from ``charts.py``. Top to bottom: firing alerts / findings (each with a link to the Debug
+page pre-filtered on its segment, version and time), the newest rolling 1 h / 6 h log loss and
+score counters, the rolling loss chart with the findings' start times marked, NaN / inf and
+extreme-score counters, segments ranked by excess loss, canary vs baseline, and label coverage
+and lag (so that a label stall is not read as a quality drop).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
-st.title("On-call")
+from lossboard.dashboard import charts
+from lossboard.dashboard.analysis import canary, labels, loss, report, saturation, segments, views
+from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text
+from lossboard.dashboard.state import query
+from lossboard.errors import LossboardError
+
+DEBUG_PAGE = "pages/debug.py"
+#: Findings, as ``report.findings`` codes, with the words the page shows for them.
+TITLES = {
+    "loss_regression": "Log loss regression",
+    "canary_fail": "Canary worse than baseline",
+    "feature_drift": "Feature drift",
+    "nonfinite_scores": "NaN / inf scores",
+    "exact_zero_one_scores": "Scores of exactly 0 or 1",
+    "activation_saturation": "Activation saturation",
+    "label_stall": "Label delivery stalled",
+}
+#: The Debug section a finding is best looked at in (Debug's ``dbg_focus`` parameter).
+FOCUS = {"feature_drift": "drift", "canary_fail": "calibration", "nonfinite_scores": "scores",
+         "exact_zero_one_scores": "scores", "activation_saturation": "scores",
+         "loss_regression": "samples", "label_stall": "scores"}
+
+
+
+def _fmt_loss(value: float | None) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.4f}"
+
+
+def _where_text(where: dict[str, Any]) -> str:
+    parts = [f"{c}={v}" for c, v in (where.get("segment") or {}).items()]
+    parts += [f"{k} {v}" for k, v in where.items() if k in ("model_version", "feature", "activation")]
+    return ", ".join(parts) or "whole model"
+
+
+def _debug_params(view: Any, finding: dict[str, Any]) -> dict[str, list[str]]:
+    params = views.finding_filter(view, finding).to_query()
+    where = finding.get("where") or {}
+    if where.get("feature"):
+        params["dbg_feature"] = [str(where["feature"])]
+    params["dbg_focus"] = [FOCUS.get(finding["what"], "samples")]
+    return params
+
+
+def _alerts_section(view: Any) -> None:
+    """The firing alerts of ``lossboard alerts`` (issue 6) at the end of the window, each with
+    a link to Debug on the alert's view; a note when the alerts module is not usable."""
+    st.subheader("Firing alerts")
+    if importlib.util.find_spec("lossboard.dashboard.analysis.alerts") is None:
+        st.caption("Alert rules are not available in this build; the findings below cover "
+                   "the same incidents.")
+        return
+    try:
+        from lossboard.dashboard import monitoring_config
+        from lossboard.dashboard.analysis import alerts
+
+        firing = query(alerts.evaluate, config=monitoring_config.load(), model=view.model,
+                       as_of=view.end)
+    except (LossboardError, ImportError, SyntaxError, AttributeError, TypeError) as exc:
+        st.warning(f"Alerts could not be evaluated ({type(exc).__name__}: {exc}); the findings "
+                   "below still say what broke.")
+        return
+    if not firing:
+        st.success(f"No alert firing at {fmt_time(view.end)} (rules of lossboard.toml, or the "
+                   "defaults).")
+        return
+    for i, alert in enumerate(firing):
+        with st.container(border=True):
+            left, right = st.columns([4, 1])
+            where = ", ".join(x for x in (alert.version and f"version {alert.version}",
+                                          alert.segment) if x) or "whole model"
+            badge = ":red-badge[page]" if alert.severity == "page" else ":orange-badge[ticket]"
+            left.markdown(f"{badge} **{alert.rule}** · {where} · since **{fmt_time(alert.since)}**")
+            left.caption(f"{alert.message} (n = {alert.n:,})")
+            link = views.finding_filter(view, {
+                "since": pd.Timestamp(alert.since).isoformat(),
+                "where": {"model_version": alert.version,
+                          "segment": dict([alert.segment.split("=", 1)]) if alert.segment and
+                          "," not in alert.segment else {}}})
+            with right:
+                st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
+                             query_params=link.to_query())
+
+
+def _findings_section(view: Any, findings: list[dict[str, Any]]) -> None:
+    st.subheader("Findings: what broke, where, since when")
+    st.caption(f"From `lossboard report` over {fmt_time(view.start)} – {fmt_time(view.end)} "
+               f"against the reference window {fmt_time(view.reference_start)} – "
+               f"{fmt_time(view.reference_end)}. Each link opens Debug on that slice.")
+    if not findings:
+        st.success("No finding in this window: loss, canary, drift, scores, activations and "
+                   "label delivery all look like the reference window.")
+        return
+    for i, f in enumerate(sorted(findings, key=lambda f: f.get("since") or "")):
+        with st.container(border=True):
+            left, right = st.columns([4, 1])
+            left.markdown(f"**{TITLES.get(f['what'], f['what'])}** · {_where_text(f['where'])} · "
+                          f"since **{fmt_time(f['since'])}**"
+                          + (f" until {fmt_time(f['until'])}" if f.get("until") else " (ongoing)"))
+            left.caption(f["detail"])
+            with right:
+                st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
+                             query_params=_debug_params(view, f))
+
+
+def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) -> None:
+    cols = st.columns(5)
+    for col, label, frame in ((cols[0], "log loss, last 1 h", roll_1h),
+                              (cols[1], "log loss, last 6 h", roll_6h)):
+        if frame.empty:
+            col.metric(label, "—")
+            continue
+        last = frame.iloc[-1]
+        value = None if pd.isna(last["log_loss"]) else float(last["log_loss"])
+        low = " (low confidence)" if bool(last["low_confidence"]) else ""
+        col.metric(label, _fmt_loss(value), help=f"n = {int(last['n']):,} labelled rows{low}, "
+                   f"window ending {fmt_time(last['window_end'])}")
+        col.caption(f"n = {int(last['n']):,}{low}")
+    last_day = sat.by_bucket.tail(24)
+    nonfinite = int((last_day["n_nan"] + last_day["n_posinf"] + last_day["n_neginf"]).sum())
+    exact = int((last_day["n_exact_0"] + last_day["n_exact_1"]).sum())
+    extreme = int((last_day["n_low"] + last_day["n_high"]).sum())
+    n_day = int(last_day["n"].sum())
+    cols[2].metric("NaN / inf scores, last 24 h", f"{nonfinite:,}", help=f"of n = {n_day:,} predictions")
+    cols[2].caption(f"n = {n_day:,}; whole window: {sat.overall.n_nan + sat.overall.n_posinf + sat.overall.n_neginf:,}")
+    cols[3].metric("extreme scores, last 24 h", f"{extreme:,}",
+                   help=f"scores < 0.01 or > 0.99, of which exactly 0 or 1: {exact:,}")
+    cols[3].caption(f"exactly 0 or 1: {exact:,}; whole window: "
+                    f"{sat.overall.n_exact_0 + sat.overall.n_exact_1:,}")
+    cols[4].metric("label lag p90", "—" if lag.p90_hours is None else f"{lag.p90_hours:.1f} h",
+                   help="hours from prediction to label, 90th percentile")
+    cols[4].caption(f"p50 {'—' if lag.p50_hours is None else f'{lag.p50_hours:.1f} h'}; n = {lag.n:,}")
+
+
+def _marks(findings: list[dict[str, Any]], whats: tuple[str, ...] | None = None) -> list[tuple[Any, str]]:
+    return [(f["since"], TITLES.get(f["what"], f["what"])) for f in findings
+            if f.get("since") and (whats is None or f["what"] in whats)]
+
+
+def _segments_section(view: Any) -> None:
+    st.subheader("Where: segments ranked by excess log loss")
+    excess = query(segments.excess_loss_all, flt=view)
+    if excess.empty:
+        st.info("No segment column has labelled rows in this window; nothing to rank.")
+        return
+    st.plotly_chart(charts.excess_loss_figure(excess), key="oc_segments")
+    st.caption("Each bar is a segment value's log loss minus that of the rest of the window "
+               "(Welch's test); red bars are significantly worse, hollow ones have too few rows.")
+    worst = excess[excess["significant"] & (excess["excess_loss"].astype(float) > 0)].head(3)
+    for _, row in worst.iterrows():
+        st.page_link(DEBUG_PAGE, label=f"Debug {row['column']}={row['value']}",
+                     icon=":material/troubleshoot:",
+                     query_params=views.finding_filter(view, {"where": {"segment": {
+                         row["column"]: row["value"]}}}).to_query())
+
+
+def _canary_section(view: Any) -> None:
+    st.subheader("Canary vs baseline")
+    pair = query(canary.detect_pair, flt=view)
+    if pair is None:
+        st.info("No canary: no two model versions served traffic at the same time in this window.")
+        return
+    result = query(canary.compare_versions, flt=view, baseline=pair[0], candidate=pair[1])
+    verdict = {"fail": st.error, "pass": st.success}.get(result.verdict, st.warning)
+    verdict(f"Verdict **{result.verdict}** for {result.candidate} vs {result.baseline}: {result.reason}")
+    if result.n_baseline or result.n_candidate:
+        st.plotly_chart(charts.canary_figure(result), key="oc_canary")
+        st.caption(f"Log loss of both versions over their common time range "
+                   f"{fmt_time(result.start)} – {fmt_time(result.end)}; the verdict is a "
+                   f"one-sided Welch test against a {result.max_relative_increase:.0%} tolerance.")
+    st.page_link(DEBUG_PAGE, label=f"Debug {result.candidate}", icon=":material/troubleshoot:",
+                 query_params={**views.finding_filter(view, {
+                     "since": None if result.start is None else pd.Timestamp(result.start).isoformat(),
+                     "where": {"model_version": result.candidate}}).to_query(),
+                     "dbg_focus": ["calibration"]})
+
+
+def _labels_section(view: Any, findings: list[dict[str, Any]], lag: Any) -> None:
+    st.subheader("Labels: coverage and lag")
+    span_days = (view.end - view.start).total_seconds() / 86400
+    bucket = "hour" if span_days <= 3 else "day"
+    cov = query(labels.coverage, flt=view, bucket=bucket)
+    stall = query(labels.label_stall, flt=view)
+    if stall.stalled:
+        st.warning(f"Label delivery stalled since {fmt_time(stall.recent_start)}: coverage "
+                   f"{stall.recent_coverage:.1%} in the newest mature hours vs "
+                   f"{stall.typical_coverage:.1%} before. A loss computed on the few labels that "
+                   "arrived is not a quality signal.")
+    elif stall.stalled is None:
+        st.info(f"Label stall cannot be judged yet ({stall.reason.replace('_', ' ')}).")
+    if cov.empty:
+        st.info("No predictions in this window.")
+        return
+    if int(cov["n_labelled"].sum()) == 0:
+        st.info(no_labels_text(lag))
+    st.plotly_chart(charts.coverage_figure(cov, marks=_marks(findings, ("label_stall",))),
+                    key="oc_coverage")
+    st.caption(f"Share of predictions per {bucket} with a label, and the label lag p90. Orange "
+               "diamonds are buckets younger than the lag p90: their labels are still arriving, "
+               "so low coverage there is expected, not a stall.")
+
+
+def main() -> None:
+    view = header("On-call")
+    if view is None:
+        return
+    rolled = {w: query(loss.rolling, flt=view, window=w) for w in ("1h", "6h")}
+    if rolled["1h"].empty:
+        st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
+                "filter: widen the time range or remove a segment.")
+        return
+    rep = query(report.build_report, flt=view)
+    findings = rep["findings"]
+    lag = query(views.label_lag_anywhere, flt=view)
+    sat = query(saturation.score_saturation, flt=view, bucket="hour")
+
+    _alerts_section(view)
+    _findings_section(view, findings)
+    st.subheader("Now")
+    _headline(rolled["1h"], rolled["6h"], sat, lag)
+    if int(rolled["1h"]["n"].sum()) == 0:
+        st.info(no_labels_text(lag) + " Loss appears once labels arrive; the counters below "
+                "need no labels.")
+    else:
+        st.plotly_chart(charts.rolling_loss_figure(rolled, marks=_marks(findings)), key="oc_rolling")
+        st.caption("Rolling log loss over the last 1 h and 6 h at every hour (6 h with its 95% "
+                   "interval), predictions and labelled rows per hour below; hollow markers have "
+                   "fewer labelled rows than the minimum; dashed lines mark when each finding began.")
+    st.plotly_chart(charts.score_counters_figure(
+        sat.by_bucket, marks=_marks(findings, ("nonfinite_scores", "exact_zero_one_scores"))),
+        key="oc_counters")
+    st.caption("Scores per hour that are NaN / inf (excluded from loss), exactly 0 or 1 (a "
+               "pipeline writing decisions, not probabilities), or otherwise beyond [0.01, 0.99].")
+    _segments_section(view)
+    _canary_section(view)
+    _labels_section(view, findings, lag)
+
+
+main()

@@ -1,0 +1,161 @@
+"""The windows the On-call and Debug pages look at, resolved from the sidebar's Filter.
+
+The pages never choose rows themselves; they ask here which model, time range and reference
+window a view is about, and which Filter a drill-down link should carry:
+
+* :func:`resolve_view`: the Filter with model, time range and reference window filled in
+  (``report.resolve_windows``'s defaults: the whole history, the first 7 days as reference).
+  With several models and none chosen, the first by name is taken (the sidebar offers the
+  others) instead of failing; a reference window without any prediction is replaced by the
+  default one;
+* :func:`drift_window`: the current window drift compares with the reference (the selection
+  minus a reference window at its start, as ``lossboard report`` does);
+* :func:`finding_filter`: the Filter of one finding (its segment / version, ``[since, until)``),
+  the Debug page's pre-filter when a finding is clicked;
+* :func:`drift_table` / :func:`daily_drift_table`: ``drift.feature_drift`` / ``daily_drift``
+  over every registered feature *and* the score (named ``"score"``), without the features
+  that have no value in either window (another model's columns);
+* :func:`label_lag_anywhere`: the model's label lag over its whole history, so an empty state
+  can say "no labels yet for this window: label lag p90 is 36 h" even when the window holds
+  no label at all.
+
+Times are UTC; windows are half-open ``[start, end)`` (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+import pandas as pd
+
+from lossboard.dashboard.analysis import base, drift, labels, report
+from lossboard.dashboard.analysis.filters import Filter
+from lossboard.errors import QueryError
+
+#: A finding that lasts less than this is widened to it in its drill-down link, so the Debug
+#: page has a few hours of rows to show (an incident of 2 hours is still centred on its start).
+MIN_DRILLDOWN = timedelta(hours=6)
+
+
+def models(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The registered models, by name."""
+    return [r[0] for r in con.execute("SELECT model FROM models ORDER BY model").fetchall()]
+
+
+def resolve_view(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
+    """``flt`` with model, ``[start, end)`` and the reference window set.
+
+    Model: ``flt.model``, else the only model, else the first by name (a dashboard shows one
+    model at a time; the sidebar offers the others). Time range and reference: as
+    :func:`report.resolve_windows` (the model's whole history when open; the first 7 days of
+    the range, or a quarter of a range shorter than 28 days, as reference when none is set).
+    A reference window holding no prediction (e.g. the period before the data begins) is
+    dropped for the default. Raises :class:`QueryError` when the database holds no model.
+
+    Example: ``Filter()`` on the sample gives model ``fraud``, 2026-10-01 .. 2026-10-31 and the
+    reference 2026-10-01 .. 2026-10-08.
+    """
+    if flt.model is None:
+        names = models(con)
+        if not names:
+            raise QueryError("the database holds no predictions yet; ingest some with "
+                             "`lossboard ingest`")
+        flt = replace(flt, model=names[0])
+    if flt.has_reference and reference_rows(con, flt) == 0:
+        # An empty reference (the previous period of a range that starts with the data) makes
+        # every comparison "no data": the report's default reference is used instead.
+        flt = replace(flt, reference_start=None, reference_end=None, reference_version=None)
+    return report.resolve_windows(con, flt)
+
+
+def reference_rows(con: duckdb.DuckDBPyConnection, flt: Filter) -> int:
+    """Predictions in ``flt``'s reference window (0 when it has none)."""
+    if not flt.has_reference:
+        return 0
+    rows = base.prediction_rows(con, flt.reference())
+    return int(con.execute(f"SELECT count(*) FROM ({rows.sql})", rows.params).fetchone()[0])
+
+
+def drift_window(flt: Filter) -> Filter:
+    """The current window drift compares with the reference: ``flt`` starting at the end of
+    its reference window when that lies inside ``(start, end)``, else ``flt`` unchanged."""
+    if flt.reference_end and flt.start and flt.end and flt.start < flt.reference_end < flt.end:
+        return replace(flt, start=flt.reference_end)
+    return flt
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def finding_filter(flt: Filter, finding: dict[str, Any]) -> Filter:
+    """The Debug page's Filter for one finding of ``report.findings`` (as a dict).
+
+    Keeps the model and reference window of ``flt``; the time range is ``[since, until)``
+    (``until`` open: the end of ``flt``), widened to :data:`MIN_DRILLDOWN` when shorter and
+    clamped to ``flt``'s range; ``where`` adds its segment values (``{"segment": {col: v}}``)
+    and model version (``{"model_version": v}``). A finding without ``since`` keeps ``flt``'s
+    range.
+
+    Example: ``{"since": "2026-10-13T08:00:00Z", "until": "2026-10-13T10:00:00Z"}`` gives
+    ``[2026-10-13 08:00, 14:00)``.
+    """
+    start, end = _parse(finding.get("since")) or flt.start, _parse(finding.get("until")) or flt.end
+    if start is not None and end is not None and end - start < MIN_DRILLDOWN:
+        end = start + MIN_DRILLDOWN
+    if flt.end is not None and end is not None:
+        end = min(end, flt.end)
+    if flt.start is not None and start is not None:
+        start = max(start, flt.start)
+    if start is not None and end is not None and start >= end:
+        start, end = flt.start, flt.end
+    where = finding.get("where") or {}
+    segments = flt.segments + tuple((str(c), str(v)) for c, v in
+                                    (where.get("segment") or {}).items())
+    versions = (str(where["model_version"]),) if where.get("model_version") else flt.versions
+    return replace(flt, start=start, end=end, segments=segments, versions=versions)
+
+
+def label_lag_anywhere(con: duckdb.DuckDBPyConnection, flt: Filter) -> labels.LabelLag:
+    """:func:`labels.label_lag` of ``flt``'s model, segments and versions over all time."""
+    return labels.label_lag(con, replace(base.resolve_model(con, flt), start=None, end=None,
+                                         maturity_hours=None))
+
+
+#: The name the score has in :func:`drift_table` and :func:`daily_drift_table`.
+SCORE_NAME = "score"
+
+
+def _drift_features(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [name for name, _ in base.columns_with_role(con, "feature")] + [drift.SCORE]
+
+
+def _named(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["feature"] = frame["feature"].replace({drift.SCORE: SCORE_NAME})
+    return frame
+
+
+def drift_table(con: duckdb.DuckDBPyConnection, flt: Filter) -> pd.DataFrame:
+    """:func:`drift.feature_drift` of every feature and the score between ``flt.reference()``
+    and ``flt``, most drifted first; features without a value in either window are left out.
+    Columns: ``drift.DRIFT_COLUMNS``."""
+    frame = drift.feature_drift(con, flt, features=_drift_features(con))
+    frame = frame[(frame["n_reference"] > 0) | (frame["n_current"] > 0)]
+    return _named(frame.reset_index(drop=True))
+
+
+def daily_drift_table(con: duckdb.DuckDBPyConnection, flt: Filter) -> pd.DataFrame:
+    """:func:`drift.daily_drift` of the features of :func:`drift_table` (and the score)."""
+    frame = drift.daily_drift(con, flt, feature=_drift_features(con))
+    seen = frame.groupby("feature")["n_current"].transform("sum") + frame.groupby(
+        "feature")["n_reference"].transform("max")
+    return _named(frame[seen > 0].reset_index(drop=True))
+
+
+def drift_feature(name: str) -> str:
+    """The ``drift`` module's name of a :func:`drift_table` feature (``"score"`` -> SCORE)."""
+    return drift.SCORE if name == SCORE_NAME else name
