@@ -387,6 +387,197 @@ def report_cmd(
         _print_report(rep)
 
 
+@app.command("export-report")
+def export_report_cmd(
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    db: DbOption = DEFAULT_DB,
+    model: Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Start, ISO-8601 UTC, inclusive (default: first prediction).")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="End, ISO-8601 UTC, exclusive (default: after the last prediction).")] = None,
+    reference_from: Annotated[Optional[str], typer.Option(help="Reference window start (default: the first 7 days).")] = None,
+    reference_to: Annotated[Optional[str], typer.Option(help="Reference window end, exclusive.")] = None,
+    reference_version: Annotated[Optional[str], typer.Option(help="Compare with this model version instead of a window.")] = None,
+    segment: Annotated[Optional[list[str]], typer.Option(help="COLUMN=VALUE, repeatable: only these segment values.")] = None,
+    version: Annotated[Optional[list[str]], typer.Option(help="Only these model versions (repeatable).")] = None,
+    maturity_hours: Annotated[Optional[float], typer.Option(help="Only predictions at least this many hours older than the end.")] = None,
+    bins: Annotated[int, typer.Option(help="Bins for calibration and PSI.")] = 10,
+    min_samples: Annotated[int, typer.Option(help="Below this many labelled rows a figure is low-confidence.")] = 1000,
+    drift_: Annotated[bool, typer.Option("--drift/--no-drift", help="Compute feature drift (the slowest part).")] = True,
+    trend_days: Annotated[int, typer.Option(help="Days of daily log loss in the trend chart, up to the end.")] = 30,
+    slo_target: Annotated[Optional[float], typer.Option(help="Log loss target (nats) drawn on the trend.")] = None,
+) -> None:
+    """Write a self-contained HTML report (charts embedded, works offline): executive
+    summary, on-call findings, top segment and drift findings, versions, business KPIs.
+
+    The same file as the dashboard's download button for the same filter. Times are UTC;
+    ranges are half-open [from, to).
+
+    Example: lossboard export-report --db lossboard.duckdb --model fraud --from 2026-10-15 --out report.html
+    """
+    from lossboard.dashboard.analysis.filters import Filter
+    from lossboard.dashboard.html_report import build_html
+
+    try:
+        flt = Filter(start=from_, end=to, model=model, versions=tuple(version or ()),
+                     segments=parse_pairs(segment or [], "--segment"),
+                     maturity_hours=maturity_hours, reference_start=reference_from,
+                     reference_end=reference_to, reference_version=reference_version)
+        with read_connection(db) as con:
+            page = build_html(con, flt, bins=bins, min_samples=min_samples, include_drift=drift_,
+                              trend_days=trend_days, slo_target=slo_target)
+    except LossboardError as exc:
+        _fail(str(exc))
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
+    console.print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.1f} MB)", highlight=False)
+
+
+# --------------------------------------------------------------------------- alerts / check / metrics
+ConfigOption = Annotated[Optional[Path], typer.Option(
+    "--config", help="lossboard.toml with the slo, alerts and maintenance tables (default: "
+    "$LOSSBOARD_CONFIG, else ./lossboard.toml, else the default rules).")]
+
+
+@app.command("alerts")
+def alerts_cmd(
+    db: DbOption = DEFAULT_DB,
+    config: ConfigOption = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Evaluate at this UTC time (ISO-8601) to replay history; default: just after the newest prediction.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Only this model (default: every model).")] = None,
+    webhook: Annotated[Optional[str], typer.Option(help="POST the alerts as JSON to this URL (overrides the config's webhook).")] = None,
+    show_suppressed: Annotated[bool, typer.Option("--show-suppressed", help="Also list alerts suppressed by a maintenance window.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate every SLO burn-rate alert and rule at one point in time.
+
+    Exit code 0: nothing firing; 1: a ticket fires; 2: a page fires (suppressed alerts do not
+    count). Rules and config: docs/slo-alerts.md.
+
+    Example: lossboard alerts --db lossboard.duckdb --config lossboard.toml --as-of 2026-10-13T09:00Z
+    """
+    from rich.markup import escape
+
+    from lossboard.dashboard import monitoring_config
+    from lossboard.dashboard.analysis import alerts as alerting
+    from lossboard.dashboard.analysis.slo import resolve_as_of
+    from lossboard.dashboard.webhook import post_json
+
+    try:
+        cfg = monitoring_config.load(config)
+        with read_connection(db) as con:
+            at = resolve_as_of(con, None, as_of)
+            found = alerting.evaluate(con, cfg, as_of=at, model=model, include_suppressed=True)
+    except LossboardError as exc:
+        _fail(str(exc))
+    code = alerting.exit_code(found)
+    shown = found if show_suppressed or as_json else [a for a in found if not a.suppressed]
+    payload = {"as_of": at.isoformat().replace("+00:00", "Z"),
+               "exit_code": code, "alerts": [a.as_json() for a in shown]}
+    if as_json:
+        _print_json(payload)
+    elif not shown:
+        console.print("no alert firing", highlight=False)
+    else:
+        for a in shown:
+            where = ", ".join(x for x in (a.model, a.version, a.segment) if x)
+            tag = f"suppressed ({a.suppressed_by})" if a.suppressed else a.severity.upper()
+            console.print(f"[bold]{escape(tag)}[/] {escape(a.rule)} \\[{escape(where)}] "
+                          f"{escape(a.message)}\n  {escape(a.url)}",
+                          highlight=False, soft_wrap=True)
+    hook = webhook or (cfg.webhook.url if cfg.webhook else None)
+    if hook and shown:
+        timeout = cfg.webhook.timeout_s if cfg.webhook else 5.0
+        retries = cfg.webhook.retries if cfg.webhook else 3
+        try:
+            delivery = post_json(hook, payload, timeout_s=timeout, retries=retries)
+        except LossboardError as exc:
+            _fail(str(exc))
+        if not delivery.ok:
+            err_console.print(f"[bold red]webhook:[/] {hook} failed after {delivery.attempts} "
+                              f"attempt(s): {delivery.error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command("check")
+def check_cmd(
+    candidate: Annotated[str, typer.Option(help="The new model version.")],
+    baseline: Annotated[str, typer.Option(help="The version it would replace.")],
+    db: DbOption = DEFAULT_DB,
+    model: Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")] = None,
+    max_relative_increase: Annotated[float, typer.Option(help="Allowed log-loss increase of the candidate, relative (0.05 = 5% worse).")] = 0.05,
+    min_samples: Annotated[int, typer.Option(help="Labelled rows each version needs in the common time range.")] = 1000,
+    alpha: Annotated[float, typer.Option(help="Significance level of the one-sided test.")] = 0.05,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Only predictions from this UTC time.")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Only predictions before this UTC time.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Quality gate for a deploy pipeline: is the candidate version no worse than the baseline?
+
+    Compares both versions' log loss over their common time range (non-inferiority Welch
+    test). Exit code 0: pass; 1: fail; 3: insufficient data. Prints why.
+
+    Example: lossboard check --db lossboard.duckdb --model fraud --candidate v2 --baseline v1 --max-relative-increase 0.05
+    """
+    from dataclasses import asdict
+
+    from lossboard.dashboard.analysis import canary
+    from lossboard.dashboard.analysis.filters import Filter
+
+    try:
+        flt = Filter(model=model, start=from_, end=to)
+        with read_connection(db) as con:
+            result = canary.compare_versions(
+                con, flt, baseline=baseline, candidate=candidate, min_samples=min_samples,
+                max_relative_increase=max_relative_increase, alpha=alpha)
+    except LossboardError as exc:
+        _fail(str(exc))
+    code = {"pass": 0, "fail": 1, "insufficient_data": 3}[result.verdict]
+    if as_json:
+        _print_json({**asdict(result), "exit_code": code})
+    else:
+        console.print(f"[bold]{result.verdict.upper()}[/]: {result.reason}", highlight=False,
+                      soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command("metrics")
+def metrics_cmd(
+    db: DbOption = DEFAULT_DB,
+    config: ConfigOption = None,
+    port: Annotated[int, typer.Option(help="Port of the /metrics endpoint.")] = 9464,
+    addr: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    once: Annotated[bool, typer.Option("--once", help="Print one scrape to stdout and exit.")] = False,
+    window: Annotated[str, typer.Option(help="Window of the figures: <N>m, <N>h or <N>d.")] = "24h",
+    max_segment_values: Annotated[int, typer.Option(help="Per segment column, the busiest values exported; the rest become one __other__ series.")] = 10,
+    drift_: Annotated[bool, typer.Option("--drift/--no-drift", help="Export PSI per feature (the slowest part).")] = True,
+) -> None:
+    """Serve lossboard's figures in the Prometheus exposition format (computed per scrape).
+
+    Rolling log loss, sample counts, NaN rate, extreme-score fraction, PSI per feature, label
+    coverage and SLO burn rates, with model / version / segment labels of bounded cardinality.
+
+    Example: lossboard metrics --db lossboard.duckdb --config lossboard.toml --port 9464
+    """
+    from lossboard.dashboard import monitoring_config, prometheus
+
+    try:
+        cfg = monitoring_config.load(config)
+        options = prometheus.MetricsOptions(
+            window_minutes=monitoring_config.parse_duration(window, "--window"),
+            max_segment_values=max_segment_values, drift=drift_)
+        if once:
+            typer.echo(prometheus.exposition(db, cfg, options), nl=False)
+            return
+        if not db.exists():
+            _fail(f"database {db} does not exist")
+        console.print(f"lossboard metrics on http://{addr}:{port}/metrics (database {db})")
+        prometheus.serve(db, cfg, port, addr=addr, options=options)
+    except LossboardError as exc:
+        _fail(str(exc))
+
+
 # --------------------------------------------------------------------------- demo / serve
 @app.command("demo")
 def demo_cmd(
