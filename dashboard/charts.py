@@ -406,3 +406,107 @@ def activation_tail_figure(by_bucket: pd.DataFrame, *, threshold: float = 0.9,
                 height=height)
     fig.update_layout(yaxis=dict(tickformat=".0%", rangemode="tozero"))
     return add_marks(fig, marks)
+
+
+# --------------------------------------------------------------------------- Executive and report
+SLO_TARGET_NAME = "SLO target"
+TREND_BAND_NAME = "95% interval of the daily log loss"
+_EXEC_BLUE = "#1f4e9c"
+
+
+def loss_trend_figure(days: pd.DataFrame, *, slo_target: float | None = None,
+                      height: int = 420) -> go.Figure:
+    """Daily log loss (frame of ``loss.by_bucket(bucket='day')``) with its 95% interval as a
+    shaded band. Confident days are a line with filled markers; low-confidence days (n below the
+    minimum) are hollow grey markers in the ``LOW_CONFIDENCE_NAME`` trace, off the line. A
+    dashed horizontal ``SLO_TARGET_NAME`` line when a target is given."""
+    fig = go.Figure()
+    if not days.empty:
+        x = list(days["bucket_start"])
+        loss_values = _values(days["log_loss"])
+        low = [bool(v) for v in days["low_confidence"].fillna(True)]
+        n = [int(v) for v in days["n"]]
+        fig.add_trace(go.Scatter(
+            x=x + x[::-1], y=_values(days["log_loss_ci_high"]) + _values(days["log_loss_ci_low"])[::-1],
+            fill="toself", fillcolor="rgba(31,78,156,0.15)", line=dict(width=0),
+            hoverinfo="skip", name=TREND_BAND_NAME))
+        hover = "%{x|%Y-%m-%d}: %{y:.4f} nats<br>n = %{customdata:,} labelled<extra></extra>"
+        fig.add_trace(go.Scatter(
+            x=x, y=[None if lo else v for v, lo in zip(loss_values, low)], customdata=n,
+            mode="lines+markers", name="daily log loss", connectgaps=False,
+            line=dict(color=_EXEC_BLUE, width=3), marker=dict(size=8), hovertemplate=hover))
+        if any(low):
+            fig.add_trace(go.Scatter(
+                x=[v for v, lo in zip(x, low) if lo],
+                y=[v for v, lo in zip(loss_values, low) if lo],
+                customdata=[v for v, lo in zip(n, low) if lo], mode="markers",
+                name=LOW_CONFIDENCE_NAME, marker=dict(symbol="circle-open", size=11, color="#7f7f7f",
+                                                      line=dict(width=2)),
+                hovertemplate=hover.replace("labelled", "labelled (low confidence)")))
+    if slo_target is not None:
+        fig.add_hline(y=slo_target, line=dict(color="#d62728", width=2, dash="dash"),
+                      annotation_text=f"{SLO_TARGET_NAME} {slo_target:g} nats",
+                      annotation_position="top left", annotation_font=dict(color="#d62728"))
+        # An invisible trace puts the target in the legend (and lets a test find it).
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=SLO_TARGET_NAME,
+                                 line=dict(color="#d62728", width=2, dash="dash")))
+    base_layout(fig, x_title="day (UTC)", y_title="log loss (nats)", height=height)
+    fig.update_layout(font=dict(size=15), hovermode="closest")
+    return fig
+
+
+def kpi_loss_figure(frame: pd.DataFrame, kpi: str, *, height: int = 340) -> go.Figure:
+    """One business KPI per UTC day (bars, left axis) beside the daily log loss (line, right
+    axis), from ``executive.kpi_vs_loss(...).frame``; low-confidence loss days hollow."""
+    rows = frame[frame["kpi"] == kpi]
+    fig = go.Figure()
+    if not rows.empty:
+        x = list(rows["day"])
+        fig.add_trace(go.Bar(x=x, y=_values(rows["value"]), name=kpi, marker_color="#9ecae1",
+                             customdata=[int(v) for v in rows["n_points"]],
+                             hovertemplate="%{x|%Y-%m-%d}: %{y:,.2f}<br>n = %{customdata} KPI "
+                                           "points<extra>" + kpi + "</extra>"))
+        low = [bool(v) for v in rows["low_confidence"]]
+        loss_values = _values(rows["log_loss"])
+        n = [int(v) for v in rows["n"]]
+        hover = "%{x|%Y-%m-%d}: %{y:.4f} nats<br>n = %{customdata:,} labelled<extra></extra>"
+        fig.add_trace(go.Scatter(x=x, y=[None if lo else v for v, lo in zip(loss_values, low)],
+                                 customdata=n, yaxis="y2", mode="lines+markers",
+                                 name="daily log loss", line=dict(color=_EXEC_BLUE, width=2.5),
+                                 hovertemplate=hover))
+        if any(low):
+            fig.add_trace(go.Scatter(x=[v for v, lo in zip(x, low) if lo],
+                                     y=[v for v, lo in zip(loss_values, low) if lo],
+                                     customdata=[v for v, lo in zip(n, low) if lo], yaxis="y2",
+                                     mode="markers", name=LOW_CONFIDENCE_NAME,
+                                     marker=dict(symbol="circle-open", size=10, color="#7f7f7f"),
+                                     hovertemplate=hover))
+    base_layout(fig, x_title="day (UTC)", y_title=f"{kpi} (KPI units per day)", height=height)
+    fig.update_layout(hovermode="closest",
+                      yaxis2=dict(title="log loss (nats)", overlaying="y", side="right",
+                                  showgrid=False, rangemode="tozero"))
+    return fig
+
+
+def version_loss_figure(versions: pd.DataFrame, *, height: int = 300) -> go.Figure:
+    """Log loss per model version (frame of ``loss.by_version``) with 95% error bars, in
+    order of first appearance; a version below the minimum n is a hollow bar."""
+    fig = go.Figure()
+    if not versions.empty:
+        names = [str(v) for v in versions["model_version"]]
+        values = _values(versions["log_loss"])
+        err_hi = [None if v is None or h is None else h - v
+                  for v, h in zip(values, _values(versions["log_loss_ci_high"]))]
+        err_lo = [None if v is None or lo is None else v - lo
+                  for v, lo in zip(values, _values(versions["log_loss_ci_low"]))]
+        low = [bool(v) for v in versions["low_confidence"]]
+        fig.add_trace(go.Bar(
+            x=names, y=values, customdata=[int(v) for v in versions["n"]],
+            error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
+            marker=dict(color=["rgba(0,0,0,0)" if lo else _EXEC_BLUE for lo in low],
+                        line=dict(color=["#7f7f7f" if lo else _EXEC_BLUE for lo in low], width=2)),
+            name="log loss per version",
+            hovertemplate="%{x}: %{y:.4f} nats<br>n = %{customdata:,} labelled<extra></extra>"))
+    base_layout(fig, x_title="model version", y_title="log loss (nats)", height=height)
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig

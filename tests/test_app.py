@@ -21,6 +21,8 @@ from lossboard.ingest.load import IngestOptions, IngestReport, ensure_database, 
 from lossboard.ingest.mapping import MappingOptions
 
 APP_PATH = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+# The default page is On-call; these tests are about Data health.
+DATA_HEALTH = "pages/data_health.py"
 # A cold run imports pandas, duckdb and the page modules; 3 s (the default) is too tight on a
 # loaded CI machine, a warm run takes about 1 s here.
 TIMEOUT_S = 30
@@ -76,9 +78,13 @@ def _ingest_predictions(db: Path, name: str = "predictions.csv",
     return _ingest(db, db.parent / name, text, model="fraud", model_version="v1")
 
 
-def _run_app(db: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def _run_app(db: Path, monkeypatch: pytest.MonkeyPatch, page: str | None = None) -> AppTest:
+    """Run the app on its default page, then on ``page`` (AppTest can only switch to a page
+    registered by st.navigation after a first run)."""
     monkeypatch.setenv("LOSSBOARD_DB", str(db))
     at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT_S).run()
+    if page is not None:
+        at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -192,7 +198,7 @@ def test_data_health_metrics_match_ingest_report(
     db, report = predictions_db
     (f,) = report.files
     assert (f.n_read, f.n_accepted, f.n_quarantined) == (8, 4, 4)  # the CSV above
-    at = _run_app(db, monkeypatch)
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
 
     assert [t.value for t in at.title] == ["Data health"]
     assert _metrics(at) == {
@@ -209,7 +215,7 @@ def test_data_health_ingest_runs_table(predictions_db: tuple[Path, IngestReport]
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     db, report = predictions_db
     (f,) = report.files
-    runs = _runs_table(_run_app(db, monkeypatch))
+    runs = _runs_table(_run_app(db, monkeypatch, DATA_HEALTH))
 
     assert len(runs) == 1
     row = runs.iloc[0]
@@ -223,7 +229,7 @@ def test_data_health_ingest_runs_table(predictions_db: tuple[Path, IngestReport]
 def test_data_health_quarantine_by_reason(predictions_db: tuple[Path, IngestReport],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     db, report = predictions_db
-    by_reason = _reasons_table(_run_app(db, monkeypatch))
+    by_reason = _reasons_table(_run_app(db, monkeypatch, DATA_HEALTH))
 
     assert dict(zip(by_reason["reason"], by_reason["n_rows"])) == report.reasons()
     assert sorted(report.reasons()) == sorted(EXPECTED_REASONS.values())
@@ -234,7 +240,7 @@ def test_data_health_quarantine_by_reason(predictions_db: tuple[Path, IngestRepo
 def test_data_health_reason_selectbox_changes_examples(
         predictions_db: tuple[Path, IngestReport], monkeypatch: pytest.MonkeyPatch) -> None:
     db, report = predictions_db
-    at = _run_app(db, monkeypatch)
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
     select = at.selectbox(key="reason")
     assert sorted(select.options) == sorted(report.reasons())
 
@@ -259,7 +265,7 @@ def test_data_health_reason_selectbox_changes_examples(
 def test_data_health_every_reason_has_examples(predictions_db: tuple[Path, IngestReport],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     db, report = predictions_db
-    at = _run_app(db, monkeypatch)
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
     for reason, n_rows in report.reasons().items():
         at.selectbox(key="reason").select(reason).run()
         assert not at.exception, reason
@@ -270,7 +276,7 @@ def test_data_health_every_reason_has_examples(predictions_db: tuple[Path, Inges
 def test_data_health_columns_table(predictions_db: tuple[Path, IngestReport],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     db, _ = predictions_db
-    columns = _columns_table(_run_app(db, monkeypatch))
+    columns = _columns_table(_run_app(db, monkeypatch, DATA_HEALTH))
     roles = {(k, n): r for k, n, r in zip(columns["kind"], columns["name"], columns["role"])}
 
     assert roles[("predictions", "email")] == "pii"
@@ -282,7 +288,7 @@ def test_data_health_with_labels(labelled_db: tuple[Path, IngestReport, IngestRe
     db, preds, labels = labelled_db
     (p,), (lab,) = preds.files, labels.files
     assert (lab.n_read, lab.n_accepted, lab.n_quarantined, lab.n_unmatched_labels) == (6, 4, 2, 1)
-    at = _run_app(db, monkeypatch)
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
 
     assert _metrics(at) == {
         "Predictions": _fmt(p.n_accepted),
@@ -308,7 +314,7 @@ def test_data_health_with_labels(labelled_db: tuple[Path, IngestReport, IngestRe
 def test_new_ingest_shows_up_without_restart(predictions_db: tuple[Path, IngestReport],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     db, first = predictions_db
-    at = _run_app(db, monkeypatch)
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
     assert _metrics(at)["Predictions"] == _fmt(first.totals()["n_accepted"])
 
     second = _ingest_predictions(db, "more_predictions.csv", MORE_PREDICTIONS_CSV)
@@ -326,7 +332,7 @@ def test_new_ingest_shows_up_without_restart(predictions_db: tuple[Path, IngestR
     assert {k: _metrics(at)[k] for k in expected} == expected
     assert len(_runs_table(at)) == 2
     # ... and a new session both see the new file: the cache key follows the file.
-    fresh = _run_app(db, monkeypatch)
+    fresh = _run_app(db, monkeypatch, DATA_HEALTH)
     assert {k: _metrics(fresh)[k] for k in expected} == expected
     assert _reasons_table(fresh).set_index("reason")["n_rows"].to_dict() == {
         r: first.reasons().get(r, 0) + second.reasons().get(r, 0)
@@ -339,7 +345,7 @@ def test_first_ingest_replaces_onboarding(tmp_path: Path, monkeypatch: pytest.Mo
     assert [t.value for t in _run_app(db, monkeypatch).title] == ["Welcome to lossboard"]
 
     report = _ingest_predictions(db)
-    at = _run_app(db, monkeypatch)
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
     assert [t.value for t in at.title] == ["Data health"]
     assert _metrics(at)["Predictions"] == _fmt(report.totals()["n_accepted"])
 

@@ -1,10 +1,16 @@
-"""Data health: what was ingested, what was quarantined and why, which columns exist."""
+"""Data health: what was ingested, what was quarantined and why, which columns exist.
+
+The counts of the sidebar's model (in the Filter) sit under the totals; ingest runs, quarantine
+and the column registry are per file and per row, so the Filter does not apply to them. No page
+query parameters.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from lossboard.dashboard.analysis import health
+from lossboard.dashboard.analysis import executive, health
+from lossboard.dashboard.sidebar import current_filter
 from lossboard.dashboard.state import query
 
 st.title("Data health")
@@ -18,6 +24,12 @@ c5.metric("Files ingested", f"{counts.n_files:,}")
 st.caption(f"Models: {', '.join(counts.models) or 'none'} · "
            f"{counts.n_unmatched_labels:,} labels have no prediction yet · "
            f"{counts.n_kpi_points:,} KPI points")
+flt = current_filter()
+if flt.model is not None:
+    mine = query(executive.model_counts, flt=flt)
+    st.caption(f"Model `{mine.model}` in the sidebar's filter: {mine.n_predictions:,} predictions, "
+               f"{mine.n_labelled:,} of them labelled. The tables below are about files and "
+               "rows, whatever their model.")
 
 st.subheader("Ingest runs")
 st.caption("One row per file per ingest run; read = accepted + duplicate + quarantined.")

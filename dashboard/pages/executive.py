@@ -1,7 +1,123 @@
-"""Executive page."""
+"""Executive: how good are the model's probabilities, and is it getting better or worse.
+
+Readable across a room: four headline tiles (log loss, change vs the reference window, ECE,
+label coverage), the daily log loss trend over the sidebar's range against the SLO target, one
+row per model version, the business KPIs beside the loss, and a download of the whole view as
+a self-contained HTML report (the file ``lossboard export-report`` writes).
+
+Page query parameters (besides the sidebar's Filter, see ``sidebar.py``): ``slo_target`` (log
+loss target in nats, drawn on the trend until ``analysis/slo.py`` provides configured SLOs),
+``trend_days`` (length of the trend chart, default 30).
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from lossboard.dashboard import charts, html_report, sidebar
+from lossboard.dashboard.analysis import calibration, executive, labels, loss, report
+from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.state import query
+
+TREND_DAYS = (7, 14, 30, 60, 90)
+DEFAULT_TREND_DAYS = 30
+
 st.title("Executive")
+flt = sidebar.current_filter()
+if flt.model is None:
+    st.info("No predictions in the database yet: the executive view needs a model's "
+            "predictions (the Data health page shows what was ingested).")
+    st.stop()
+
+window = query(report.resolve_windows, flt=flt)
+summary = query(loss.overall, flt=window, auc=False)
+if summary.n_predictions == 0:
+    opts = query(executive.filter_options, model=flt.model)
+    st.info(f"No predictions of model `{flt.model}` in this window. Its predictions span "
+            f"{opts.first_ts:%Y-%m-%d %H:%M} to {opts.last_ts:%Y-%m-%d %H:%M} UTC: choose "
+            "another time range in the sidebar.")
+    st.stop()
+
+reference = query(loss.overall, flt=window.reference(), auc=False)
+cal = query(calibration.calibration_errors, flt=window)
+st.caption(f"Model `{flt.model}` · {window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} "
+           f"UTC · {html_report.describe_reference(window)}")
+
+# --------------------------------------------------------------------------- tiles
+tiles = st.columns(4)
+if summary.log_loss is None:
+    # The lag of the model's whole history: this window has no labels to measure it on.
+    lag = query(labels.label_lag, flt=Filter(model=flt.model))
+    p90 = f"{lag.p90_hours:.0f} h" if lag.p90_hours is not None else "unknown (no timed labels)"
+    st.info(f"No labels yet for this window: label lag p90 is {p90}. "
+            f"{summary.n_predictions:,} predictions are waiting for their labels.")
+tiles[0].metric("Log loss", html_report.fmt(summary.log_loss, ".4f"), border=True,
+                help=f"Mean log loss (nats) over n = {summary.n:,} labelled predictions; "
+                     f"95% interval {html_report.fmt(summary.log_loss_ci_low, '.4f')} to "
+                     f"{html_report.fmt(summary.log_loss_ci_high, '.4f')}.")
+change = html_report.relative_change(summary.log_loss, reference.log_loss)
+tiles[1].metric(f"Change vs {html_report.reference_name(window)}",
+                html_report.fmt(change, "+.1%"), border=True,
+                delta=(None if summary.log_loss is None or reference.log_loss is None
+                       else f"{summary.log_loss - reference.log_loss:+.4f} nats"),
+                delta_color="inverse",
+                help=f"Reference log loss {html_report.fmt(reference.log_loss, '.4f')} over "
+                     f"n = {reference.n:,}; higher is worse.")
+tiles[2].metric("Calibration ECE", html_report.fmt(cal.ece, ".4f"), border=True,
+                help=f"Expected calibration error, {cal.bins} equal-width bins, n = {cal.n:,}.")
+coverage = summary.n_labelled / summary.n_predictions
+tiles[3].metric("Label coverage", f"{coverage:.1%}", border=True,
+                help=f"{summary.n_labelled:,} of {summary.n_predictions:,} predictions have a label.")
+if summary.low_confidence and summary.log_loss is not None:
+    st.warning(f"Only {summary.n:,} labelled predictions (fewer than {summary.min_samples:,}): "
+               "treat these figures as low confidence.")
+
+# --------------------------------------------------------------------------- trend and SLO
+st.subheader("Log loss trend")
+sidebar.page_param("slo_target", "lb_slo_target", float, 0.0)
+slo_col, status_col = st.columns([1, 3])
+target = slo_col.number_input("SLO target (nats)", min_value=0.0, step=0.01, format="%.3f",
+                              key="lb_slo_target",
+                              help="Draw a log loss target on the trend; 0 = none. Kept in the URL.")
+sidebar.set_page_param("slo_target", f"{target:g}" if target else None)
+status = html_report.slo_status(window, target or None)
+status_col.caption(status.sentence)
+sidebar.page_param("trend_days", "lb_trend_days", int, DEFAULT_TREND_DAYS)
+trend_days = slo_col.selectbox("Trend length (days)", TREND_DAYS, key="lb_trend_days",
+                               help="Days of daily log loss up to the end of the selected range.")
+sidebar.set_page_param("trend_days", None if trend_days == DEFAULT_TREND_DAYS else str(trend_days))
+days = query(loss.by_bucket, flt=html_report.trend_filter(window, trend_days), bucket="day",
+             auc=False)
+st.plotly_chart(charts.loss_trend_figure(days, slo_target=target or None), key="trend")
+st.caption(f"Daily log loss over the {trend_days} days up to the end of the range (lower is "
+           "better) with its 95% interval; hollow grey markers are days with fewer than "
+           f"{summary.min_samples:,} labelled predictions (low confidence).")
+
+# --------------------------------------------------------------------------- versions
+st.subheader("Model versions")
+versions = query(loss.by_version, flt=window, auc=False)
+st.dataframe(html_report.version_table(versions), hide_index=True)
+st.caption("One row per model version in the window, in order of first appearance; n is the "
+           "labelled predictions behind the log loss.")
+
+# --------------------------------------------------------------------------- KPIs
+st.subheader("Business KPIs and log loss")
+kpis = query(executive.kpi_vs_loss, flt=html_report.trend_filter(window, trend_days))
+if kpis.frame.empty:
+    st.info("No business KPI points in this window. Ingest a KPI file (columns ts, kpi, value) "
+            "with `lossboard ingest --kind kpi` to see it beside the loss.")
+for corr in kpis.correlations:
+    st.plotly_chart(charts.kpi_loss_figure(kpis.frame, corr.kpi), key=f"kpi-{corr.kpi}")
+    st.caption(f"{corr.kpi} per day (bars) beside the daily log loss (line), over the trend's "
+               f"{trend_days} days: "
+               f"{html_report.correlation_sentence(corr)}")
+
+# --------------------------------------------------------------------------- download
+st.divider()
+st.download_button(
+    "Download this view as an HTML report", data=lambda: query(html_report.build_html, flt=window, trend_days=trend_days,
+                       slo_target=target or None),
+    file_name=html_report.file_name(window), mime="text/html", on_click="ignore",
+    icon="📥", key="download_report",
+    help="One self-contained file (charts included, works offline), the same as "
+         "`lossboard export-report` with this view's filter.")
