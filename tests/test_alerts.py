@@ -1,0 +1,227 @@
+"""Alert rules on the bundled sample: each planted incident fires at the right time, and not
+before it starts; grouping, suppression, exit codes, the CLI (CliRunner and a subprocess).
+
+Incident times: sample_data/_manifest.json (README, "Sample data").
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from lossboard.dashboard.analysis import alerts
+from lossboard.dashboard.cli import app, ensure_sample_database
+from lossboard.dashboard.monitoring_config import Maintenance, load
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CONFIG = ROOT / "sample_data" / "lossboard.toml"
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("sample") / "lossboard.duckdb"
+    ensure_sample_database(db)
+    return db
+
+
+@pytest.fixture(scope="module")
+def con(sample_db: Path):
+    con = duckdb.connect(str(sample_db), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load(SAMPLE_CONFIG)
+
+
+def fired(con, config, as_of: str, rule: str) -> list[alerts.Alert]:
+    name = "slo" if rule.startswith("slo_burn_rate") else rule
+    found = alerts.evaluate(con, config, as_of=as_of, model="fraud", rules=(name,))
+    return [a for a in found if a.rule == rule]
+
+
+# (rule, key fields, as-of just before the incident, as-of inside it, earliest / latest since)
+INCIDENTS = [
+    ("nonfinite_scores", {"version": "v1"}, "2026-10-13T08:00Z", "2026-10-13T09:00Z",
+     "2026-10-13T08:00Z", "2026-10-13T08:10Z"),
+    ("extreme_scores", {"version": "v1"}, "2026-10-15T13:00Z", "2026-10-15T14:30Z",
+     "2026-10-15T13:00Z", "2026-10-15T14:00Z"),
+    ("drift", {"segment": "region=eu"}, "2026-10-19T00:00Z", "2026-10-20T00:00Z",
+     "2026-10-19T00:00Z", "2026-10-19T00:00Z"),
+    ("slo_burn_rate:fraud-eu-log-loss", {"segment": "region=eu"}, "2026-10-19T00:00Z",
+     "2026-10-20T00:00Z", "2026-10-19T00:00Z", "2026-10-19T18:00Z"),
+    ("canary", {"version": "v2"}, "2026-10-21T00:00Z", "2026-10-22T00:00Z",
+     "2026-10-21T00:00Z", "2026-10-22T00:00Z"),
+    ("slo_burn_rate:fraud-v2-vs-v1", {"version": "v2"}, "2026-10-21T00:00Z",
+     "2026-10-22T00:00Z", "2026-10-21T00:00Z", "2026-10-21T18:00Z"),
+    ("activation_tail", {}, "2026-10-23T00:00Z", "2026-10-23T02:00Z",
+     "2026-10-23T00:00Z", "2026-10-23T00:30Z"),
+    ("label_stall", {}, "2026-10-28T12:00Z", "2026-10-28T16:00Z",
+     "2026-10-28T12:00Z", "2026-10-28T15:00Z"),
+]
+
+
+@pytest.mark.parametrize("rule, key, before, inside, earliest, latest", INCIDENTS,
+                         ids=[i[0] for i in INCIDENTS])
+def test_incident_fires_inside_and_not_before(con, config, rule, key, before, inside,
+                                              earliest, latest) -> None:
+    assert fired(con, config, before, rule) == [], f"{rule} fired before the incident started"
+    found = [a for a in fired(con, config, inside, rule)
+             if all(getattr(a, k) == v for k, v in key.items())]
+    assert len(found) == 1, fired(con, config, inside, rule)
+    alert = found[0]
+    assert utc(earliest) <= alert.since <= utc(latest), alert.since
+    assert alert.as_of == utc(inside)
+    assert alert.url.startswith("http://localhost:8501/oncall?")
+    assert "model=fraud" in alert.url
+
+
+def test_nonfinite_alert_says_what_and_links_the_view(con, config) -> None:
+    (alert,) = fired(con, config, "2026-10-13T09:00Z", "nonfinite_scores")
+    assert alert.severity == "page" and alert.comparison == ">"
+    assert alert.since == utc("2026-10-13T08:05Z")  # the first step whose hour holds NaNs
+    assert alert.threshold == 0.01 and 0.2 < alert.value < 0.4  # ~30% of traffic is NaN
+    assert "version=v1" in alert.url and "from=2026-10-12T08%3A05%3A00Z" in alert.url
+    # The value is the NaN share of the hour before as-of, counted directly.
+    n, bad = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT isfinite(p)) FROM predictions "
+        "WHERE model = 'fraud' AND model_version = 'v1' AND ts >= ? AND ts < ?",
+        [utc("2026-10-13T08:00Z"), utc("2026-10-13T09:00Z")]).fetchone()
+    assert (alert.n, alert.value) == (n, pytest.approx(bad / n))
+
+
+def test_activation_waits_for_its_duration(con, config) -> None:
+    # Saturated from 00:00; `for = 1h` (default): not yet at 00:30, firing from 01:05.
+    assert fired(con, config, "2026-10-23T00:30Z", "activation_tail") == []
+    (alert,) = fired(con, config, "2026-10-23T01:10Z", "activation_tail")
+    assert alert.since == utc("2026-10-23T00:05Z")
+
+
+def test_nothing_fires_over_the_clean_days(con, config) -> None:
+    for as_of in ("2026-10-08T00:00Z", "2026-10-12T00:00Z"):
+        assert alerts.evaluate(con, config, as_of=as_of) == [], as_of
+
+
+def test_maintenance_suppresses_only_inside_its_window(con, config) -> None:
+    inside = alerts.evaluate(con, config, as_of="2026-10-26T03:00Z", include_suppressed=True)
+    fraud = [a for a in inside if a.model == "fraud"]
+    assert fraud and all(a.suppressed_by == "retraining fraud v3" for a in fraud)
+    assert alerts.evaluate(con, config, as_of="2026-10-26T03:00Z") == [
+        a for a in inside if not a.suppressed]
+    assert alerts.exit_code(inside) == alerts.exit_code([a for a in inside if not a.suppressed])
+    after = alerts.evaluate(con, config, as_of="2026-10-26T04:00Z")
+    assert {a.key for a in after} >= {a.key for a in fraud}
+
+
+# --------------------------------------------------------------------------- grouping
+def alert(rule: str = "r", severity: str = "ticket", since: str = "2026-10-01T10:00Z",
+          version: str | None = "v1", segment: str | None = None, value: float = 1.0,
+          details: tuple = (), model: str = "m") -> alerts.Alert:
+    return alerts.Alert(rule=rule, severity=severity, model=model, version=version,
+                        segment=segment, since=utc(since), as_of=utc("2026-10-02T00:00Z"),
+                        value=value, threshold=0.5, comparison=">", n=10, message="x",
+                        url="http://x", details=details)
+
+
+def test_group_keeps_one_alert_per_key() -> None:
+    grouped = alerts.group([
+        alert(severity="ticket", since="2026-10-01T10:00Z", details=(("a", "1"),)),
+        alert(severity="page", since="2026-10-01T12:00Z", value=3.0, details=(("b", "2"),)),
+        alert(version="v2"),
+        alert(segment="region=eu"),
+        alert(rule="other"),
+    ])
+    assert len(grouped) == 4
+    top = grouped[0]
+    # The page wins, with the group's earliest start and both details.
+    assert (top.severity, top.value, top.since) == ("page", 3.0, utc("2026-10-01T10:00Z"))
+    assert dict(top.details) == {"a": "1", "b": "2"}
+    assert len({a.fingerprint for a in grouped}) == 4
+
+
+def test_suppress_matches_model_and_half_open_window() -> None:
+    window = Maintenance(start=utc("2026-10-01T00:00Z"), end=utc("2026-10-02T00:00Z"),
+                         model="m", reason="retrain")
+    other = Maintenance(start=utc("2026-10-01T00:00Z"), end=utc("2026-10-03T00:00Z"),
+                        model="n", reason="other model")
+    # as_of is 2026-10-02T00:00Z: the end of `window` is not in it (half-open).
+    assert [a.suppressed for a in alerts.suppress([alert()], (window, other))] == [False]
+    later = replace_as_of(alert(), "2026-10-01T23:55Z")
+    assert alerts.suppress([later], (window,))[0].suppressed_by == "retrain"
+    assert not alerts.suppress([alert(model="x")], (window,))[0].suppressed
+
+
+def replace_as_of(a: alerts.Alert, as_of: str) -> alerts.Alert:
+    from dataclasses import replace
+    return replace(a, as_of=utc(as_of))
+
+
+@pytest.mark.parametrize("severities, code", [
+    ((), 0), (("ticket",), 1), (("ticket", "page"), 2), (("page",), 2)])
+def test_exit_code(severities: tuple[str, ...], code: int) -> None:
+    assert alerts.exit_code([alert(severity=s, rule=str(i))
+                             for i, s in enumerate(severities)]) == code
+
+
+def test_suppressed_alerts_do_not_count_for_the_exit_code() -> None:
+    from dataclasses import replace
+    assert alerts.exit_code([replace(alert(severity="page"), suppressed_by="retrain")]) == 0
+
+
+def test_unknown_rule_and_slo_model_are_errors(con, config) -> None:
+    from dataclasses import replace
+
+    from lossboard.errors import QueryError
+    with pytest.raises(QueryError, match="unknown rule"):
+        alerts.evaluate(con, config, rules=("nope",))
+    bad = replace(config, slos=(replace(config.slos[0], model="nope"),))
+    with pytest.raises(QueryError, match="no model 'nope'"):
+        alerts.evaluate(con, bad)
+
+
+# --------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("as_of, code", [
+    ("2026-10-12T00:00Z", 0),    # clean
+    ("2026-10-15T14:30Z", 1),    # scores of exactly 0 / 1: a ticket
+    ("2026-10-13T09:00Z", 2),    # NaN scores: a page
+])
+def test_alerts_exit_codes(sample_db: Path, as_of: str, code: int) -> None:
+    result = CliRunner().invoke(app, ["alerts", "--db", str(sample_db), "--config",
+                                      str(SAMPLE_CONFIG), "--as-of", as_of, "--json"])
+    assert result.exit_code == code, result.output
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == code
+    assert payload["as_of"] == utc(as_of).isoformat().replace("+00:00", "Z")
+    assert (len(payload["alerts"]) > 0) == (code > 0)
+
+
+def test_alerts_in_a_real_process(sample_db: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lossboard.dashboard.cli", "alerts", "--db", str(sample_db),
+         "--config", str(SAMPLE_CONFIG), "--as-of", "2026-10-13T09:00Z"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "PAGE nonfinite_scores [fraud, v1]" in proc.stdout
+    assert "http://localhost:8501/oncall?" in proc.stdout
+
+
+def test_alerts_bad_config_is_one_line(sample_db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[alerts.drift]\nthreshhold = 0.3\n")
+    result = CliRunner().invoke(app, ["alerts", "--db", str(sample_db), "--config", str(path)])
+    assert result.exit_code == 1
+    assert "unknown key 'threshhold'" in result.stderr and "Traceback" not in result.output
