@@ -116,7 +116,11 @@ def rolling_loss_figure(windows: Mapping[str, pd.DataFrame], *,
         low_y += [v for v, k in zip(_values(frame["log_loss"]), low.tolist()) if k]
         low_n += [v for v, k in zip(frame["n"].tolist(), low.tolist()) if k]
     if low_x:
-        fig.add_trace(_low_confidence_trace(low_x, low_y, low_n, unit="nats"), row=1, col=1)
+        trace = _low_confidence_trace(low_x, low_y, low_n, unit="nats")
+        trace.marker.update(size=4, color="#b0b0b0")
+        fig.add_trace(trace, row=1, col=1)
+        # Hollow points under the lines: the confident windows stay readable on top.
+        fig.data = (fig.data[-1],) + fig.data[:-1]
     hourly = windows.get(names[0]) if names else None
     if hourly is not None and not hourly.empty:
         x = hourly["window_end"].tolist()
@@ -135,24 +139,32 @@ def rolling_loss_figure(windows: Mapping[str, pd.DataFrame], *,
 
 def score_counters_figure(by_hour: pd.DataFrame, *, marks: Sequence[tuple[Any, str]] = (),
                           height: int = 300) -> go.Figure:
-    """NaN/inf scores, scores of exactly 0 or 1 and other extreme scores per bucket (stacked
-    bars of ``saturation.score_saturation(...).by_bucket``); hover shows the bucket's n.
-    Counts are events, not estimates, so no bucket is low-confidence here."""
+    """NaN/inf scores and scores of exactly 0 or 1 per bucket (markers at the buckets that
+    have any, so a two-hour incident in a month stays visible), over the other extreme scores
+    (``< 0.01`` or ``> 0.99``, a shaded line), from ``saturation.score_saturation(...).by_bucket``;
+    hover shows the bucket's n. Counts are events, not estimates: no bucket is low-confidence."""
     fig = go.Figure()
     if not by_hour.empty:
-        x = by_hour["bucket_start"].tolist()
-        n = by_hour["n"].tolist()
-        nonfinite = by_hour["n_nan"] + by_hour["n_posinf"] + by_hour["n_neginf"]
+        x = by_hour["bucket_start"]
+        n = by_hour["n"]
         exact = by_hour["n_exact_0"] + by_hour["n_exact_1"]
         extreme = by_hour["n_low"] + by_hour["n_high"] - exact
-        for name, values, colour in (("NaN / inf scores", nonfinite, "#d62728"),
-                                     ("scores of exactly 0 or 1", exact, "#ff7f0e"),
-                                     ("other extreme scores (< 0.01 or > 0.99)", extreme, "#bcbd22")):
-            fig.add_trace(go.Bar(x=x, y=values.tolist(), customdata=n, name=name,
-                                 marker_color=colour,
-                                 hovertemplate="%{y:,} of n = %{customdata:,}<extra>" + name + "</extra>"))
+        fig.add_trace(go.Scatter(x=x.tolist(), y=extreme.tolist(), customdata=n.tolist(),
+                                 name="other extreme scores (< 0.01 or > 0.99)", mode="lines",
+                                 fill="tozeroy", line=dict(color="#bcbd22", width=1),
+                                 hovertemplate="%{y:,} of n = %{customdata:,}<extra>extreme</extra>"))
+        for name, values, colour, symbol in (
+                ("NaN / inf scores", by_hour["n_nan"] + by_hour["n_posinf"] + by_hour["n_neginf"],
+                 "#d62728", "x"),
+                ("scores of exactly 0 or 1", exact, "#ff7f0e", "diamond")):
+            hit = values.fillna(0) > 0
+            fig.add_trace(go.Scatter(x=x[hit].tolist(), y=values[hit].tolist(),
+                                     customdata=n[hit].tolist(), name=name, mode="markers",
+                                     marker=dict(color=colour, size=10, symbol=symbol),
+                                     hovertemplate="%{y:,} of n = %{customdata:,}<extra>" + name
+                                                   + "</extra>"))
     base_layout(fig, x_title="hour (UTC)", y_title="scores per hour", height=height)
-    fig.update_layout(barmode="stack", bargap=0)
+    fig.update_layout(hovermode="closest")
     return add_marks(fig, marks)
 
 

@@ -36,7 +36,7 @@ TITLES = {
 #: The Debug section a finding is best looked at in (Debug's ``dbg_focus`` parameter).
 FOCUS = {"feature_drift": "drift", "canary_fail": "calibration", "nonfinite_scores": "scores",
          "exact_zero_one_scores": "scores", "activation_saturation": "scores",
-         "loss_regression": "samples", "label_stall": "scores"}
+         "loss_regression": "errors", "label_stall": "scores"}
 
 
 
@@ -55,7 +55,7 @@ def _debug_params(view: Any, finding: dict[str, Any]) -> dict[str, list[str]]:
     where = finding.get("where") or {}
     if where.get("feature"):
         params["dbg_feature"] = [str(where["feature"])]
-    params["dbg_focus"] = [FOCUS.get(finding["what"], "samples")]
+    params["dbg_focus"] = [FOCUS.get(finding["what"], "errors")]
     return params
 
 

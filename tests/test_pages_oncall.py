@@ -1,0 +1,120 @@
+"""The On-call page (dashboard/pages/oncall.py), run headless with AppTest.
+
+Values shown are checked against the analysis functions' own results on the same view, never
+against numbers copied from a run; the sample database's planted incidents
+(sample_data/_manifest.json) must each appear as a finding with its start time and a link to
+the Debug page on that slice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lossboard.dashboard.analysis import loss, report
+from lossboard.dashboard.cli import ensure_sample_database
+from lossboard.db import read_connection
+from pages_support import links, run_app, small_db, texts, view_of
+
+SAMPLE_QUERY = {"model": "fraud", "from": "2026-10-01T00:00:00Z", "to": "2026-10-31T00:00:00Z",
+                "ref_from": "2026-10-01T00:00:00Z", "ref_to": "2026-10-08T00:00:00Z"}
+# The manifest's incidents and the start the page must show for each (README, "Sample data";
+# the label stall is seen once its hours are mature, from 08:00, docs/report-json.md).
+INCIDENT_STARTS = {
+    "NaN / inf scores": "2026-10-13 08:00 UTC",
+    "Scores of exactly 0 or 1": "2026-10-15 13:00 UTC",
+    "Log loss regression": "2026-10-19 00:00 UTC",
+    "Feature drift": "2026-10-19 00:00 UTC",
+    "Canary worse than baseline": "2026-10-21 00:00 UTC",
+    "Activation saturation": "2026-10-23 00:00 UTC",
+    "Label delivery stalled": "2026-10-28 08:00 UTC",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("sample") / "sample.duckdb"
+    ensure_sample_database(db)
+    return db
+
+
+@pytest.fixture(scope="module")
+def sample_page(sample_db: Path):
+    mp = pytest.MonkeyPatch()
+    try:
+        yield run_app(sample_db, mp, SAMPLE_QUERY)
+    finally:
+        mp.undo()
+
+
+def test_sample_canary_verdict_fail(sample_page) -> None:
+    errors = texts(sample_page.error)
+    assert any("Verdict **fail** for v2 vs v1" in e for e in errors), errors
+
+
+def test_sample_findings_with_start_times_and_debug_links(sample_page, sample_db: Path) -> None:
+    markdown = " ".join(texts(sample_page.markdown))
+    for title, start in INCIDENT_STARTS.items():
+        assert f"**{title}**" in markdown and f"since **{start}**" in markdown, title
+    # The same findings as the report of the same view.
+    with read_connection(str(sample_db)) as con:
+        expected = report.build_report(con, view_of(sample_db, SAMPLE_QUERY))["findings"]
+    debug = [q for label, q in links(sample_page) if label == "Open in Debug"]
+    assert len(debug) >= len(expected)
+    by_focus = {q["dbg_focus"][0] for q in debug if "dbg_focus" in q}
+    assert {"drift", "calibration", "scores", "errors"} <= by_focus
+    # The eu incident's link narrows Debug to region=eu from its start, with the reference kept.
+    eu = [q for q in debug if q.get("segment") == ["region=eu"] and q.get("dbg_feature") == ["amount"]]
+    assert eu and eu[0]["from"] == ["2026-10-19T00:00:00Z"] and eu[0]["ref_to"] == ["2026-10-08T00:00:00Z"]
+    # NaN scores: a short incident opens a 6-hour window from its start.
+    nan = [q for q in debug if q["from"] == ["2026-10-13T08:00:00Z"]]
+    assert nan and nan[0]["to"] == ["2026-10-13T14:00:00Z"]
+
+
+def test_sample_label_stall_is_not_a_quality_drop(sample_page) -> None:
+    warnings = " ".join(texts(sample_page.warning))
+    assert "Label delivery stalled since 2026-10-28" in warnings
+    assert "not a quality signal" in warnings
+
+
+def test_rolling_metric_equals_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    query = {"model": "fraud", "from": "2024-03-01T00:00:00Z", "to": "2024-03-03T00:00:00Z"}
+    at = run_app(db, monkeypatch, query)
+    metrics = {m.label: m.value for m in at.metric}
+    with read_connection(str(db)) as con:
+        last = loss.rolling(con, view_of(db, query), window="6h").iloc[-1]
+    assert metrics["log loss, last 6 h"] == f"{last['log_loss']:.4f}"
+    assert any(f"n = {int(last['n']):,}" in c for c in texts(at.caption))
+    assert len(at.get("plotly_chart")) >= 4
+
+
+def test_segment_filter_changes_what_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    base = {"model": "fraud", "from": "2024-03-01T00:00:00Z", "to": "2024-03-03T00:00:00Z"}
+    shown = {}
+    for name, query in (("all", base), ("eu", {**base, "segment": "region=eu"})):
+        at = run_app(db, monkeypatch, query)
+        shown[name] = ({m.label: m.value for m in at.metric}["log loss, last 6 h"],
+                       texts(at.caption)[0])
+        with read_connection(str(db)) as con:
+            expected = loss.rolling(con, view_of(db, query), window="6h").iloc[-1]["log_loss"]
+        assert shown[name][0] == f"{expected:.4f}"
+    assert shown["all"] != shown["eu"]
+    assert "region=eu" in shown["eu"][1]
+
+
+def test_no_labels_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path, labels="none")
+    at = run_app(db, monkeypatch, {"model": "fraud", "from": "2024-03-01T00:00:00Z",
+                                   "to": "2024-03-03T00:00:00Z"})
+    infos = " ".join(texts(at.info))
+    assert "No labels yet for this window: label lag p90 is" in infos
+
+
+def test_window_without_data_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    at = run_app(db, monkeypatch, {"model": "fraud", "from": "2025-01-01T00:00:00Z",
+                                   "to": "2025-01-02T00:00:00Z"})
+    assert any("No predictions in" in i for i in texts(at.info)), texts(at.info)
