@@ -53,7 +53,9 @@ T = TypeVar("T")
 _KEY = "lossboard_filter"
 _WRITTEN = "_lb_written_query"
 _ERRORS = "_lb_filter_errors"
+_ERRORS_URL = "_lb_filter_errors_url"
 _LAST_WINDOW = "_lb_last_window"
+_EXACT = "_lb_exact_times"
 
 FILTER_KEYS = ("model", "version", "segment", "from", "to", "maturity_h", "ref_from", "ref_to",
                "ref_version")
@@ -86,6 +88,18 @@ def _naive(value: datetime | None) -> datetime | None:
 def _aware(value: datetime | None) -> datetime | None:
     return None if value is None else (value.replace(tzinfo=UTC) if value.tzinfo is None
                                        else value.astimezone(UTC))
+
+
+def _minute(value: datetime | None) -> datetime | None:
+    """st.datetime_input keeps minutes only: the value a link's time shows as."""
+    return None if value is None else _naive(value).replace(second=0, microsecond=0)
+
+
+def _time_input(label: str, key: str) -> datetime | None:
+    """A UTC time widget that keeps a link's exact time (seconds, microseconds) until edited."""
+    shown = st.sidebar.datetime_input(label, key=key, step=timedelta(hours=1))
+    exact = st.session_state.get(_EXACT, {}).get(key)
+    return exact if exact is not None and _minute(exact) == shown else _aware(shown)
 
 
 def preset_window(preset: str, last_ts: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -173,8 +187,8 @@ def _load_url(url: dict[str, list[str]]) -> _Loaded:
         preset = "custom"  # an old link: reproduce its window, not the preset's current one
     values[W_RANGE] = preset
     start, end = (times.start, times.end) if preset == "custom" else preset_window(preset, opts.last_ts)
-    values[W_FROM] = _naive(start or opts.first_ts)
-    values[W_TO] = _naive(end or (preset_window("1h", opts.last_ts)[1]))
+    values[W_FROM] = _minute(start or opts.first_ts)
+    values[W_TO] = _minute(end or (preset_window("1h", opts.last_ts)[1]))
 
     values[W_MATURITY] = _parse_part(url, ("maturity_h",), errors).maturity_hours or 0.0
 
@@ -197,8 +211,10 @@ def _load_url(url: dict[str, list[str]]) -> _Loaded:
             (ref.reference_start, ref.reference_end) != previous_window(start, end)):
         mode = "custom"
     values[W_REF] = mode
-    values[W_REF_FROM] = _naive(ref.reference_start) if has_ref_times else values[W_FROM]
-    values[W_REF_TO] = _naive(ref.reference_end) if has_ref_times else values[W_TO]
+    values[W_REF_FROM] = _minute(ref.reference_start) if has_ref_times else values[W_FROM]
+    values[W_REF_TO] = _minute(ref.reference_end) if has_ref_times else values[W_TO]
+    values[_EXACT] = {W_FROM: start, W_TO: end, W_REF_FROM: ref.reference_start,
+                      W_REF_TO: ref.reference_end}
     values[W_REF_VERSION] = ref.reference_version or (opts.versions[0] if opts.versions else None)
     return _Loaded(values, errors)
 
@@ -230,11 +246,10 @@ def _draw(errors: list[str]) -> tuple[Filter, dict[str, list[str]]]:
     if preset == "custom":
         # Unrendered widgets lose their state: a switch to custom starts from the last window.
         last_start, last_end = st.session_state.get(_LAST_WINDOW, (opts.first_ts, opts.last_ts))
-        state.setdefault(W_FROM, _naive(last_start or opts.first_ts))
-        state.setdefault(W_TO, _naive(last_end or opts.last_ts))
-        start = _aware(st.sidebar.datetime_input("From (UTC)", key=W_FROM, step=timedelta(hours=1)))
-        end = _aware(st.sidebar.datetime_input("To (UTC, exclusive)", key=W_TO,
-                                               step=timedelta(hours=1)))
+        state.setdefault(W_FROM, _minute(last_start or opts.first_ts))
+        state.setdefault(W_TO, _minute(last_end or opts.last_ts))
+        start = _time_input("From (UTC)", W_FROM)
+        end = _time_input("To (UTC, exclusive)", W_TO)
     else:
         start, end = preset_window(preset, opts.last_ts)
         if opts.last_ts is not None and end is not None:
@@ -256,12 +271,10 @@ def _draw(errors: list[str]) -> tuple[Filter, dict[str, list[str]]]:
         if ref_start is None:
             st.sidebar.caption("No time range selected: the reference is the first 7 days.")
     elif mode == "custom":
-        state.setdefault(W_REF_FROM, _naive(previous_window(start, end)[0] or opts.first_ts))
-        state.setdefault(W_REF_TO, _naive(previous_window(start, end)[1] or opts.last_ts))
-        ref_start = _aware(st.sidebar.datetime_input("Reference from (UTC)", key=W_REF_FROM,
-                                                     step=timedelta(hours=1)))
-        ref_end = _aware(st.sidebar.datetime_input("Reference to (UTC, exclusive)", key=W_REF_TO,
-                                                   step=timedelta(hours=1)))
+        state.setdefault(W_REF_FROM, _minute(previous_window(start, end)[0] or opts.first_ts))
+        state.setdefault(W_REF_TO, _minute(previous_window(start, end)[1] or opts.last_ts))
+        ref_start = _time_input("Reference from (UTC)", W_REF_FROM)
+        ref_end = _time_input("Reference to (UTC, exclusive)", W_REF_TO)
     elif mode == "version" and opts.versions:
         ref_version = st.sidebar.selectbox("Reference version", opts.versions, key=W_REF_VERSION)
 
@@ -291,24 +304,31 @@ def render() -> Filter:
     forward), then writes the widgets' view back to the URL when it differs."""
     url = _url_query()
     written = st.session_state.get(_WRITTEN)
-    errors: list[str] = []
+    # What a link held that the database could not show: said until the view changes.
+    link_errors: list[str] = st.session_state.get(_ERRORS, [])
     # An empty URL after a first run is a page switch (Streamlit clears the query string):
     # keep the session's filter.
     if written is None or (url and url != written):
         loaded = _load_url(url)
-        errors += loaded.errors
+        link_errors = loaded.errors
         for key in [k for k in st.session_state if str(k).startswith(W_SEGMENT_PREFIX)]:
             del st.session_state[key]
         st.session_state.update(loaded.values)
+    elif url and url == written:
+        link_errors = link_errors if url == st.session_state.get(_ERRORS_URL) else []
+    errors: list[str] = []
     flt, own = _draw(errors)
     new = {**flt.to_query(), **own}
     if new != url:
         others = {k: st.query_params.get_all(k) for k in st.query_params if k not in URL_KEYS}
         st.query_params.from_dict({**others, **new})
+    if written is not None and new != written and url == written:
+        link_errors = []  # the user changed the view: the link's problems are behind them
     st.session_state[_WRITTEN] = new
     st.session_state[_KEY] = flt
-    st.session_state[_ERRORS] = errors
-    for message in errors:
+    st.session_state[_ERRORS] = link_errors
+    st.session_state[_ERRORS_URL] = new
+    for message in link_errors + errors:
         st.error(message)
     return flt
 
