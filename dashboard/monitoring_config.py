@@ -367,7 +367,7 @@ def parse_rule(name: str, raw: Any, where: str) -> Rule:
     if "severity" in raw:
         kw["severity"] = _choice(raw["severity"], f"{where} severity", SEVERITIES)
     if "threshold" in raw:
-        hi = math.inf if name == "drift" else 1.0
+        hi = math.inf if name in ("drift", "canary") else 1.0
         kw["threshold"] = _number(raw["threshold"], f"{where} threshold", 0, hi)
     if "min_samples" in raw:
         kw["min_samples"] = _int(raw["min_samples"], f"{where} min_samples",

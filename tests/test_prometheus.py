@@ -98,3 +98,36 @@ def test_segment_values_are_capped_with_an_other_series(sample_db: Path) -> None
 def test_unknown_database_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["metrics", "--db", str(tmp_path / "none.duckdb"), "--once"])
     assert result.exit_code == 1 and "does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_serves_metrics_over_http(sample_db: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossboard.dashboard.cli", "metrics", "--db", str(sample_db),
+         "--config", str(SAMPLE_CONFIG), "--port", str(port), "--addr", "127.0.0.1",
+         "--no-drift"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline, text = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert text is not None, proc.stderr.read().decode() if proc.poll() is not None else ""
+        fam = samples(text)
+        assert fam["lossboard_log_loss"]
+        assert not fam.get("lossboard_psi")  # --no-drift
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -316,3 +316,16 @@ def test_load_uses_the_environment_variable(tmp_path: Path, monkeypatch: pytest.
     assert load().dashboard_url == "https://lb.example.com/oncall"
     monkeypatch.delenv("LOSSBOARD_CONFIG")
     assert load().slos == () and load().path is None
+
+
+def test_statuses_of_a_config_keep_its_order_and_model(tiny_db: Path) -> None:
+    from dataclasses import replace
+
+    from lossboard.dashboard.analysis.filters import Filter
+    from lossboard.dashboard.monitoring_config import MonitoringConfig
+    cfg = MonitoringConfig(slos=(rows_slo(name="a"), windows_slo(name="b"),
+                                 replace(rows_slo(name="c"), model="other")))
+    with connect(tiny_db) as con:
+        found = slo.statuses(con, cfg, Filter(model="m", end=at(11, 0)))
+    assert [s.name for s in found] == ["a", "b"]
+    assert found[0].as_of == at(11, 0) and found[0].events == 11

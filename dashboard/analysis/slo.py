@@ -44,7 +44,7 @@ import pandas as pd
 from lossboard.dashboard.analysis import base
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.analysis.saturation import run_query
-from lossboard.dashboard.monitoring_config import Slo, format_minutes
+from lossboard.dashboard.monitoring_config import MonitoringConfig, Slo, format_minutes
 from lossboard.errors import QueryError
 
 #: The evaluation grid, in microseconds (5 minutes).
@@ -388,3 +388,13 @@ def burn_rate(con: duckdb.DuckDBPyConnection, slo: Slo, window_minutes: int, *,
     label = format_minutes(window_minutes)
     events, bad = int(frame[f"events_{label}"].iloc[-1]), int(frame[f"bad_{label}"].iloc[-1])
     return BurnRate(window_minutes, events, bad, burn_rate_of(events, bad, slo.objective))
+
+
+def statuses(con: duckdb.DuckDBPyConnection, config: MonitoringConfig, flt: Filter | None = None,
+             *, as_of: datetime | str | None = None,
+             model: str | None = None) -> tuple[SloStatus, ...]:
+    """:func:`status` of every SLO of ``config`` (of ``model`` only, when given; else of
+    ``flt.model`` when set), in config order: the executive page's SLO table."""
+    model = model if model is not None else (flt.model if flt is not None else None)
+    return tuple(status(con, objective, flt, as_of=as_of) for objective in config.slos
+                 if model is None or objective.model == model)
