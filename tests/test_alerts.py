@@ -225,3 +225,55 @@ def test_alerts_bad_config_is_one_line(sample_db: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["alerts", "--db", str(sample_db), "--config", str(path)])
     assert result.exit_code == 1
     assert "unknown key 'threshhold'" in result.stderr and "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- by hand
+@pytest.fixture(scope="module")
+def burst_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One prediction a minute from 10:00 to 11:59; the ten from 11:00 to 11:09 are NaN."""
+    import math
+
+    import pandas as pd
+    from test_slo import build_db
+
+    start = utc("2026-01-01T10:00Z")
+    ts = [start + timedelta(minutes=i) for i in range(120)]
+    p = [math.nan if 60 <= i < 70 else 0.3 for i in range(120)]
+    preds = pd.DataFrame({"request_id": [f"r{i}" for i in range(120)], "ts": ts, "model": "m",
+                          "model_version": "v1", "p": p, "region": "eu"})
+    labels = pd.DataFrame({"request_id": preds["request_id"], "label": "0",
+                           "label_ts": [t + timedelta(minutes=1) for t in ts]})
+    return build_db(tmp_path_factory.mktemp("burst"), preds, labels)
+
+
+def nan_rule(**kw: object):
+    from dataclasses import replace
+
+    from lossboard.dashboard.monitoring_config import DEFAULT_RULES, MonitoringConfig
+    rule = replace(DEFAULT_RULES["nonfinite_scores"],
+                   **{"threshold": 0.05, "min_samples": 30, "window_minutes": 30, **kw})
+    return MonitoringConfig(rules=(rule,))
+
+
+@pytest.mark.parametrize("as_of, config_kw, since, value", [
+    # [10:40, 11:10): 30 rows, 10 NaN. The first firing step is 11:05 ([10:35, 11:05): 5 NaN).
+    ("2026-01-01T11:10Z", {}, "2026-01-01T11:05Z", 10 / 30),
+    ("2026-01-01T11:07Z", {}, "2026-01-01T11:05Z", 5 / 30),      # rounded down to 11:05
+    ("2026-01-01T11:00Z", {}, None, None),                      # the NaNs start at 11:00
+    ("2026-01-01T11:45Z", {}, None, None),                      # [11:15, 11:45) is clean
+    ("2026-01-01T11:10Z", {"min_samples": 31}, None, None),     # 30 rows per window only
+    ("2026-01-01T11:10Z", {"for_minutes": 10}, None, None),     # held 5 minutes, not 10
+    ("2026-01-01T11:15Z", {"for_minutes": 10}, "2026-01-01T11:05Z", 10 / 30),
+])
+def test_threshold_rule_by_hand(burst_db: Path, as_of: str, config_kw: dict,
+                                since: str | None, value: float | None) -> None:
+    with duckdb.connect(str(burst_db), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        found = alerts.evaluate(con, nan_rule(**config_kw), as_of=as_of)
+    if since is None:
+        assert found == []
+        return
+    (alert,) = found
+    assert (alert.rule, alert.version, alert.n) == ("nonfinite_scores", "v1", 30)
+    assert alert.since == utc(since)
+    assert alert.value == pytest.approx(value)
