@@ -277,3 +277,29 @@ def test_threshold_rule_by_hand(burst_db: Path, as_of: str, config_kw: dict,
     assert (alert.rule, alert.version, alert.n) == ("nonfinite_scores", "v1", 30)
     assert alert.since == utc(since)
     assert alert.value == pytest.approx(value)
+
+
+@pytest.mark.parametrize("as_of, fires", [
+    # Events at label time (ts + 1 min); bad = the NaN rows (11:00..11:09), objective 0.9.
+    # 11:05: long [10:35, 11:05) holds 4 NaN of 30: 1.33x < 2x (short 4 of 5: 8x): quiet.
+    ("2026-01-01T11:05Z", False),
+    # 11:10: long 9 of 30 = 3x, short [11:05, 11:10) 5 of 5 = 10x: both above 2x.
+    ("2026-01-01T11:10Z", True),
+    # 11:20: long 10 of 30 = 3.3x but short [11:15, 11:20) is clean: the alert stops.
+    ("2026-01-01T11:20Z", False),
+])
+def test_multiwindow_burn_rate_needs_both_windows(burst_db: Path, as_of: str, fires: bool) -> None:
+    from lossboard.dashboard.monitoring_config import BurnPolicy, MonitoringConfig, Slo
+
+    objective = Slo(name="s", model="m", sli="predictions", objective=0.9, max_row_loss=1.0)
+    config = MonitoringConfig(slos=(objective,), rules=(),
+                              burn_policies=(BurnPolicy("page", 30, 5, 2.0),))
+    with duckdb.connect(str(burst_db), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        found = alerts.evaluate(con, config, as_of=as_of)
+    assert [a.rule for a in found] == (["slo_burn_rate:s"] if fires else [])
+    if fires:
+        (alert,) = found
+        assert alert.since == utc("2026-01-01T11:10Z") and alert.severity == "page"
+        assert alert.value == pytest.approx(3.0) and alert.threshold == 2.0
+        assert dict(alert.details)["burn_5m"] == "10.000"
