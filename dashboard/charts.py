@@ -440,7 +440,7 @@ def loss_trend_figure(days: pd.DataFrame, *, slo_target: float | None = None,
         n = [int(v) for v in days["n"]]
         fig.add_trace(go.Scatter(
             x=x + x[::-1], y=_values(days["log_loss_ci_high"]) + _values(days["log_loss_ci_low"])[::-1],
-            fill="toself", fillcolor="rgba(31,78,156,0.15)", line=dict(width=0),
+            fill="toself", fillcolor="rgba(31,78,156,0.15)", line=dict(width=0), mode="lines",
             hoverinfo="skip", name=TREND_BAND_NAME))
         hover = "%{x|%Y-%m-%d}: %{y:.4f} nats<br>n = %{customdata:,} labelled<extra></extra>"
         fig.add_trace(go.Scatter(

@@ -639,7 +639,8 @@ def serve_cmd(
     except LossboardError as exc:
         _fail(str(exc))
     app_path = Path(__file__).resolve().parent / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path),
+    # lossboard.dashboard.server is `streamlit` itself, told that app.py uses st.navigation.
+    cmd = [sys.executable, "-m", "lossboard.dashboard.server", "run", str(app_path),
            "--server.port", str(port), "--server.headless", str(headless).lower(),
            # No network calls at runtime besides what the user configures. Without a server
            # address, a headless Streamlit asks checkip.amazonaws.com for an "External URL".

@@ -271,8 +271,11 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
 
     # Where: segments and drift.
     parts.append("<h2>Top segment findings</h2>")
+    excess = excess[excess["excess_loss"].notna()]
     if excess.empty:
-        parts.append('<p class="caption">No segment columns, or no labelled predictions.</p>')
+        parts.append('<p class="caption">No segment value to compare with the rest: no segment '
+                     "columns, no labelled predictions, or the filter keeps one value of each "
+                     "segment column.</p>")
     else:
         parts.append(figure(charts.excess_loss_figure(excess, top=TOP_N),
                             "Segment values ranked by excess log loss over the rest of the window "

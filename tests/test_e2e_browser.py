@@ -243,7 +243,7 @@ def test_data_health_in_browser(tmp_path: Path, serve: Callable[[Path], Server],
 
     server = serve(db)
     page, traffic = browser_page
-    page.goto(server.url)
+    page.goto(server.url + "data-health")
 
     expect(page.get_by_role("heading", name="Data health")).to_be_visible()
     expect(_metric_value(page, "Predictions")).to_have_text(f"{n_predictions:,}")
@@ -282,14 +282,16 @@ def test_onboarding_then_first_ingest_in_browser(
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
     # The page says it refreshes by itself once an ingest lands: run the command it shows,
-    # while the server is up, and wait for Data health without reloading the tab.
+    # while the server is up, and wait for the dashboard (On-call opens) without reloading.
     csv = tmp_path / "predictions.csv"
     csv.write_text(PREDICTIONS_CSV)
     done = subprocess.run([*_lossboard_cli(), "ingest", "--db", str(db), str(csv),
                            "--model", "fraud", "--model-version", "v1"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    expect(page.get_by_role("heading", name="Data health")).to_be_visible(timeout=15_000)
+    expect(page.get_by_role("heading", name="On-call")).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.goto(server.url + "data-health")
     expect(_metric_value(page, "Predictions")).to_have_text("4")  # the CSV above
     _assert_local_only(traffic)
 
@@ -306,3 +308,98 @@ def test_sigterm_to_serve_stops_the_server(tmp_path: Path, serve: Callable[[Path
             f"the dashboard still answers on port {server.port} (or its process is still "
             f"running) 15 s after SIGTERM to lossboard serve:\n{server.log.read_text()}")
         time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- the four pages
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+#: URL path and title of each page (dashboard/app.py); On-call is the default page, at "/".
+PAGES = (("", "On-call"), ("executive", "Executive"), ("debug", "Debug"),
+         ("data-health", "Data health"))
+#: The sample's On-call page computes every section cold: ~10 s on a 2-core machine.
+SAMPLE_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lossboard.dashboard.cli import ensure_sample_database
+
+    db = tmp_path_factory.mktemp("sample") / "lossboard.duckdb"
+    ensure_sample_database(db)
+    return db
+
+
+def _shot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.wait_for_timeout(1500)  # let Plotly and the data grids paint
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _wait_idle(page: Page) -> None:
+    """Until the app's script run is over (Streamlit marks its root element with the state)."""
+    page.wait_for_timeout(300)  # a rerun just asked for may not have started yet
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                           timeout=SAMPLE_TIMEOUT_MS)
+
+
+def _tiles(page: Page) -> dict[str, str]:
+    labels = page.get_by_test_id("stMetricLabel").all_inner_texts()
+    values = page.get_by_test_id("stMetricValue").all_inner_texts()
+    return dict(zip(labels, values))
+
+
+def test_every_page_on_the_sample_and_a_shared_url(
+        sample_db: Path, serve: Callable[[Path], Server],
+        browser_page: tuple[Page, Traffic]) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(sample_db)
+    page, traffic = browser_page
+    page.set_default_timeout(SAMPLE_TIMEOUT_MS)
+    for url_path, title in PAGES:
+        page.goto(server.url + url_path)
+        expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+        _wait_idle(page)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        # The sidebar wrote the Filter into the URL: every view is a link.
+        assert "model=fraud" in page.url and "range=7d" in page.url, page.url
+        shot = _shot(page, f"page-{url_path or 'oncall'}")
+        assert shot.stat().st_size > 30_000, (title, shot.stat().st_size)
+
+    # Executive: the tiles, then a filter change through the sidebar.
+    page.goto(server.url + "executive")
+    _wait_idle(page)
+    expect(_metric_value(page, "Log loss")).not_to_have_text("—")
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    week = _tiles(page)
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(
+        has_text="Time range").click()
+    page.get_by_role("option", name="last 30d").click()
+    page.wait_for_url("**range=30d**")
+    _wait_idle(page)
+    month = _tiles(page)
+    assert month["Log loss"] != week["Log loss"], (week, month)
+    _shot(page, "executive-30d")
+
+    # The shared URL, opened in a new tab (a new session), shows the same view.
+    shared = page.url
+    other = page.context.new_page()
+    other.goto(shared)
+    expect(other.get_by_role("heading", name="Executive", exact=True)).to_be_visible()
+    _wait_idle(other)
+    assert _tiles(other) == month
+    assert other.url == shared
+    other.close()
+
+    # Back returns to the 7-day view, forward to the 30-day one.
+    page.go_back()
+    page.wait_for_url("**range=7d**")
+    _wait_idle(page)
+    expect(_metric_value(page, "Log loss")).to_have_text(week["Log loss"])
+    page.go_forward()
+    page.wait_for_url("**range=30d**")
+    _wait_idle(page)
+    expect(_metric_value(page, "Log loss")).to_have_text(month["Log loss"])
+    _assert_local_only(traffic)

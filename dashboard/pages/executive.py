@@ -68,6 +68,11 @@ tiles[2].metric("Calibration ECE", html_report.fmt(cal.ece, ".4f"), border=True,
 coverage = summary.n_labelled / summary.n_predictions
 tiles[3].metric("Label coverage", f"{coverage:.1%}", border=True,
                 help=f"{summary.n_labelled:,} of {summary.n_predictions:,} predictions have a label.")
+if reference.log_loss is None and summary.log_loss is not None:
+    opts = query(executive.filter_options, model=flt.model)
+    st.info(f"No labelled predictions in the reference window to compare with (the model's "
+            f"predictions start {opts.first_ts:%Y-%m-%d %H:%M} UTC): choose another reference "
+            "window or a shorter time range in the sidebar.")
 if summary.low_confidence and summary.log_loss is not None:
     st.warning(f"Only {summary.n:,} labelled predictions (fewer than {summary.min_samples:,}): "
                "treat these figures as low confidence.")

@@ -1,0 +1,153 @@
+"""The self-contained HTML report (dashboard/html_report.py) and `lossboard export-report`.
+
+The report must open offline: plotly.js inline, no URL the browser would fetch. Checked twice:
+statically (every src/href of the document), and in headless Chromium (every request the page
+makes, and the charts drawn as SVG).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.cli import app
+from lossboard.dashboard.html_report import build_html
+from lossboard.db import read_connection
+from test_executive import exec_db  # noqa: F401 - a fixture, used by report_db
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+# A filter with every kind of key, as a user would pass it on the command line.
+CLI_FILTER = ["--model", "fraud", "--from", "2024-03-02", "--to", "2024-03-09",
+              "--reference-from", "2024-03-01", "--reference-to", "2024-03-02",
+              "--version", "v1", "--version", "v2", "--maturity-hours", "2"]
+FILTER = Filter(model="fraud", start="2024-03-02", end="2024-03-09", reference_start="2024-03-01",
+                reference_end="2024-03-02", versions=("v1", "v2"), maturity_hours=2)
+
+
+@pytest.fixture(scope="module")
+def report_db(exec_db: Path) -> Path:
+    """The Executive page tests' database (8 days, 2 versions, 2 regions, a KPI)."""
+    return exec_db
+
+
+@pytest.fixture(scope="module")
+def report_html(report_db: Path) -> str:
+    with read_connection(report_db) as con:
+        return build_html(con, FILTER, slo_target=0.7)
+
+
+class _Links(HTMLParser):
+    """Every src/href attribute and every <script src> of a document."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.scripts += tag == "script"
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def test_report_is_self_contained(report_html: str) -> None:
+    links = _Links()
+    links.feed(report_html)
+    assert links.urls == [], f"the report points outside itself: {links.urls[:5]}"
+    # plotly.js is inline (its licence banner), once, and every figure is drawn by it.
+    assert report_html.count("plotly.js v") == 1
+    assert report_html.count('class="plotly-graph-div"') >= 4  # trend, segments, versions, KPI
+
+
+def test_report_sections_and_figures(report_html: str) -> None:
+    for heading in ("Executive summary", "On-call state: what broke, where, since when",
+                    "Top segment findings", "Top drift findings", "Model versions",
+                    "Business KPIs"):
+        assert f"<h2>{heading}</h2>" in report_html
+    assert "SLO target: daily log loss at or below 0.7" in report_html
+    assert "version=v1&amp;version=v2&amp;maturity_h=2" in report_html  # the dashboard's URL keys
+
+
+def test_report_is_the_same_bytes_every_time(report_db: Path, report_html: str) -> None:
+    with read_connection(report_db) as con:
+        assert build_html(con, FILTER, slo_target=0.7) == report_html
+
+
+def test_export_report_writes_the_download_buttons_file(report_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["export-report", "--db", str(report_db), "--out", str(out),
+                                      *CLI_FILTER])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    with read_connection(report_db) as con:
+        # What the Executive page's button gives for the same Filter (the page passes its
+        # trend length, 30 days by default, and no SLO target unless one is set).
+        assert out.read_text(encoding="utf-8") == build_html(con, FILTER)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "nope"], "no model 'nope'"),
+    (["--from", "last tuesday"], "not an ISO-8601 time"),
+    (["--segment", "region"], "--segment"),
+])
+def test_export_report_errors_are_one_line(report_db: Path, tmp_path: Path, args: list[str],
+                                           message: str) -> None:
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["export-report", "--db", str(report_db), "--out", str(out),
+                                      *args])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_opens_offline_in_chromium(report_html: str, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        message = "needs Debian's chromium and the playwright package; never `playwright install`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    path = tmp_path / "report.html"
+    path.write_text(report_html, encoding="utf-8")
+    requests: list[str] = []
+    failed: list[str] = []
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1300, "height": 1000})
+        try:
+            context.on("request", lambda r: requests.append(r.url))
+            context.on("requestfailed", lambda r: failed.append(f"{r.url}: {r.failure}"))
+            page = context.pages[0] if context.pages else context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.as_uri())
+            figures = page.locator(".plotly-graph-div")
+            n_figures = figures.count()
+            assert n_figures >= 4
+            # Every figure drawn: Plotly renders each into SVG with at least one trace.
+            page.wait_for_function(
+                f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {n_figures}")
+            assert page.locator(".plotly-graph-div .scatterlayer .trace, "
+                                ".plotly-graph-div .barlayer .trace").count() >= n_figures
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "html-report.png"), full_page=True)
+        finally:
+            context.close()
+    assert not errors, errors
+    assert not failed, failed
+    outside = [u for u in requests if not u.startswith(("file://", "data:", "blob:"))]
+    assert not outside, f"the report made requests: {outside[:5]}"
