@@ -92,14 +92,16 @@ def _parse(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def finding_filter(flt: Filter, finding: dict[str, Any]) -> Filter:
+def finding_filter(flt: Filter, finding: dict[str, Any], *,
+                   reference_version: str | None = None) -> Filter:
     """The Debug page's Filter for one finding of ``report.findings`` (as a dict).
 
     Keeps the model and reference window of ``flt``; the time range is ``[since, until)``
     (``until`` open: the end of ``flt``), widened to :data:`MIN_DRILLDOWN` when shorter and
     clamped to ``flt``'s range; ``where`` adds its segment values (``{"segment": {col: v}}``)
     and model version (``{"model_version": v}``). A finding without ``since`` keeps ``flt``'s
-    range.
+    range. ``reference_version`` (a canary's baseline) makes the reference window that
+    version's, so a candidate's drift and loss are compared with its baseline.
 
     Example: ``{"since": "2026-10-13T08:00:00Z", "until": "2026-10-13T10:00:00Z"}`` gives
     ``[2026-10-13 08:00, 14:00)``.
@@ -117,7 +119,8 @@ def finding_filter(flt: Filter, finding: dict[str, Any]) -> Filter:
     segments = flt.segments + tuple((str(c), str(v)) for c, v in
                                     (where.get("segment") or {}).items())
     versions = (str(where["model_version"]),) if where.get("model_version") else flt.versions
-    return replace(flt, start=start, end=end, segments=segments, versions=versions)
+    return replace(flt, start=start, end=end, segments=segments, versions=versions,
+                   reference_version=reference_version or flt.reference_version)
 
 
 def label_lag_anywhere(con: duckdb.DuckDBPyConnection, flt: Filter) -> labels.LabelLag:

@@ -168,6 +168,18 @@ def _calibration_tab(view: Any, summary: Any, lag: Any) -> None:
 
 def _scores_tab(view: Any) -> None:
     bucket = "hour" if (view.end - view.start).total_seconds() <= 3 * 86400 else "day"
+    sat = query(saturation.score_saturation, flt=view, bucket="hour")
+    o = sat.overall
+    cols = st.columns(3)
+    cols[0].metric("NaN / inf scores", f"{o.n_nan + o.n_posinf + o.n_neginf:,}",
+                   help=f"of n = {o.n:,} predictions; excluded from every loss")
+    cols[1].metric("scores of exactly 0 or 1", f"{o.n_exact_0 + o.n_exact_1:,}",
+                   help="a pipeline logging decisions instead of probabilities")
+    cols[2].metric("scores < 0.01 or > 0.99", "—" if o.frac_saturated is None
+                   else f"{o.frac_saturated:.1%}", help=f"of {o.n_finite:,} finite scores")
+    st.plotly_chart(charts.score_counters_figure(sat.by_bucket), key="dbg_counters")
+    st.caption("Per hour: NaN / inf scores (red crosses), scores of exactly 0 or 1 (orange "
+               "diamonds) and the other extreme scores (shaded).")
     hist = query(saturation.score_histogram, flt=view, bucket=bucket)
     st.plotly_chart(charts.histogram_heatmap_figure(hist, value_title="score bin (probability)"),
                     key="dbg_score_hist")

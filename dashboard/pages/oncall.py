@@ -50,8 +50,8 @@ def _where_text(where: dict[str, Any]) -> str:
     return ", ".join(parts) or "whole model"
 
 
-def _debug_params(view: Any, finding: dict[str, Any]) -> dict[str, list[str]]:
-    params = views.finding_filter(view, finding).to_query()
+def _debug_params(view: Any, finding: dict[str, Any], baseline: str | None) -> dict[str, list[str]]:
+    params = views.finding_filter(view, finding, reference_version=baseline).to_query()
     where = finding.get("where") or {}
     if where.get("feature"):
         params["dbg_feature"] = [str(where["feature"])]
@@ -59,7 +59,7 @@ def _debug_params(view: Any, finding: dict[str, Any]) -> dict[str, list[str]]:
     return params
 
 
-def _alerts_section(view: Any) -> None:
+def _alerts_section(view: Any, canary_pair: tuple[str, str] | None) -> None:
     """The firing alerts of ``lossboard alerts`` (issue 6) at the end of the window, each with
     a link to Debug on the alert's view; a note when the alerts module is not usable."""
     st.subheader("Firing alerts")
@@ -81,7 +81,7 @@ def _alerts_section(view: Any) -> None:
         st.success(f"No alert firing at {fmt_time(view.end)} (rules of lossboard.toml, or the "
                    "defaults).")
         return
-    for i, alert in enumerate(firing):
+    for alert in firing:
         with st.container(border=True):
             left, right = st.columns([4, 1])
             where = ", ".join(x for x in (alert.version and f"version {alert.version}",
@@ -93,13 +93,15 @@ def _alerts_section(view: Any) -> None:
                 "since": pd.Timestamp(alert.since).isoformat(),
                 "where": {"model_version": alert.version,
                           "segment": dict([alert.segment.split("=", 1)]) if alert.segment and
-                          "," not in alert.segment else {}}})
+                          "," not in alert.segment else {}}},
+                reference_version=canary_pair[0] if canary_pair and alert.version == canary_pair[1]
+                else None)
             with right:
                 st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
                              query_params=link.to_query())
 
 
-def _findings_section(view: Any, findings: list[dict[str, Any]]) -> None:
+def _findings_section(view: Any, findings: list[dict[str, Any]], baseline: str | None) -> None:
     st.subheader("Findings: what broke, where, since when")
     st.caption(f"From `lossboard report` over {fmt_time(view.start)} – {fmt_time(view.end)} "
                f"against the reference window {fmt_time(view.reference_start)} – "
@@ -108,7 +110,7 @@ def _findings_section(view: Any, findings: list[dict[str, Any]]) -> None:
         st.success("No finding in this window: loss, canary, drift, scores, activations and "
                    "label delivery all look like the reference window.")
         return
-    for i, f in enumerate(sorted(findings, key=lambda f: f.get("since") or "")):
+    for f in sorted(findings, key=lambda f: f.get("since") or ""):
         with st.container(border=True):
             left, right = st.columns([4, 1])
             left.markdown(f"**{TITLES.get(f['what'], f['what'])}** · {_where_text(f['where'])} · "
@@ -117,7 +119,8 @@ def _findings_section(view: Any, findings: list[dict[str, Any]]) -> None:
             left.caption(f["detail"])
             with right:
                 st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
-                             query_params=_debug_params(view, f))
+                             query_params=_debug_params(view, f, baseline if f["what"] == "canary_fail"
+                                                        else None))
 
 
 def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) -> None:
@@ -188,7 +191,8 @@ def _canary_section(view: Any) -> None:
     st.page_link(DEBUG_PAGE, label=f"Debug {result.candidate}", icon=":material/troubleshoot:",
                  query_params={**views.finding_filter(view, {
                      "since": None if result.start is None else pd.Timestamp(result.start).isoformat(),
-                     "where": {"model_version": result.candidate}}).to_query(),
+                     "where": {"model_version": result.candidate}},
+                     reference_version=result.baseline).to_query(),
                      "dbg_focus": ["calibration"]})
 
 
@@ -231,8 +235,9 @@ def main() -> None:
     lag = query(views.label_lag_anywhere, flt=view)
     sat = query(saturation.score_saturation, flt=view, bucket="hour")
 
-    _alerts_section(view)
-    _findings_section(view, findings)
+    can = rep.get("canary") or {}
+    _alerts_section(view, (can["baseline"], can["candidate"]) if can else None)
+    _findings_section(view, findings, can.get("baseline"))
     st.subheader("Now")
     _headline(rolled["1h"], rolled["6h"], sat, lag)
     if int(rolled["1h"]["n"].sum()) == 0:
