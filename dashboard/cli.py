@@ -405,6 +405,7 @@ def export_report_cmd(
     drift_: Annotated[bool, typer.Option("--drift/--no-drift", help="Compute feature drift (the slowest part).")] = True,
     trend_days: Annotated[int, typer.Option(help="Days of daily log loss in the trend chart, up to the end.")] = 30,
     slo_target: Annotated[Optional[float], typer.Option(help="Log loss target (nats) drawn on the trend.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="SLO config (default: $LOSSBOARD_CONFIG, else ./lossboard.toml if present).")] = None,
 ) -> None:
     """Write a self-contained HTML report (charts embedded, works offline): executive
     summary, on-call findings, top segment and drift findings, versions, business KPIs.
@@ -414,17 +415,19 @@ def export_report_cmd(
 
     Example: lossboard export-report --db lossboard.duckdb --model fraud --from 2026-10-15 --out report.html
     """
+    from lossboard.dashboard import monitoring_config
     from lossboard.dashboard.analysis.filters import Filter
     from lossboard.dashboard.html_report import build_html
 
     try:
+        slos = monitoring_config.load(config).slos
         flt = Filter(start=from_, end=to, model=model, versions=tuple(version or ()),
                      segments=parse_pairs(segment or [], "--segment"),
                      maturity_hours=maturity_hours, reference_start=reference_from,
                      reference_end=reference_to, reference_version=reference_version)
         with read_connection(db) as con:
             page = build_html(con, flt, bins=bins, min_samples=min_samples, include_drift=drift_,
-                              trend_days=trend_days, slo_target=slo_target)
+                              trend_days=trend_days, slo_target=slo_target, slos=slos)
     except LossboardError as exc:
         _fail(str(exc))
     try:

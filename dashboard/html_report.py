@@ -24,9 +24,11 @@ import duckdb
 import pandas as pd
 import plotly.graph_objects as go
 
-from lossboard.dashboard import charts
-from lossboard.dashboard.analysis import calibration, executive, loss, report, segments
+from lossboard.dashboard import charts, monitoring_config
+from lossboard.dashboard.analysis import calibration, executive, loss, report, segments, slo
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.monitoring_config import Slo
+from lossboard.errors import LossboardError
 
 #: Segment values and drifted features listed in the report.
 TOP_N = 10
@@ -71,24 +73,44 @@ def describe_reference(flt: Filter) -> str:
             f"{_when(flt.reference_end)} UTC")
 
 
-@dataclass(frozen=True)
-class SloStatus:
-    """The SLO panel's content. ``budget_remaining`` / ``burn_rate`` come from
-    ``analysis/slo.py`` once configured SLOs exist (issue 6); until then only a target."""
+def target_sentence(model: str | None, target: float | None, n_slos: int) -> str:
+    """What the trend's SLO line means, or why there is none."""
+    if target is not None:
+        return (f"Drawn target: daily log loss at or below {target:g} nats (a line to read the "
+                "trend against; error budget and burn rate come from configured SLOs).")
+    if n_slos:
+        return "No target line drawn: set one to read the trend against it."
+    return (f"No SLO configured for model {model!r}: add an [[slo]] to lossboard.toml "
+            "(docs/slo-alerts.md) for its error budget and burn rates, or set a target to draw "
+            "it on the trend.")
 
-    target: float | None
-    budget_remaining: float | None
-    burn_rate: float | None
-    sentence: str
+
+def model_slos(config: monitoring_config.MonitoringConfig, model: str | None) -> tuple[Slo, ...]:
+    """The configured SLOs of ``model``, in config order."""
+    return tuple(s for s in config.slos if s.model == model)
 
 
-def slo_status(flt: Filter, target: float | None) -> SloStatus:
-    """What to say about the SLO: a target drawn on the trend, or that none is configured."""
-    if target is None:
-        return SloStatus(None, None, None, "No SLO configured: set a log loss target to draw it "
-                         "on the trend (error budget and burn rate arrive with configured SLOs).")
-    return SloStatus(target, None, None, f"SLO target: daily log loss at or below {target:g} "
-                     "nats (a target only: error budget and burn rate need a configured SLO).")
+#: Burn-rate windows shown per SLO (minutes; slo.STATUS_WINDOWS) and their column names.
+BURN_COLUMNS = {60: "burn rate 1 h", 360: "burn rate 6 h", 4320: "burn rate 3 d"}
+
+
+def slo_row(spec: Slo, status: slo.SloStatus | None, problem: str | None = None) -> dict[str, Any]:
+    """One SLO's status as a table row (the page and the report show the same columns)."""
+    rates = {b.window_minutes: b.burn_rate for b in status.burn_rates} if status else {}
+    return {
+        "SLO": spec.name, "SLI": spec.sli, "objective": f"{spec.objective:.2%}",
+        "period (days)": spec.period_days,
+        "state": status.state if status else f"not computed: {problem}",
+        "budget remaining": None if status is None else status.budget_remaining,
+        **{name: rates.get(minutes) for minutes, name in BURN_COLUMNS.items()},
+        "target log loss": None if status is None else status.target_log_loss,
+        "current log loss": None if status is None else status.current_log_loss,
+    }
+
+
+SLO_CAPTION = ("Budget remaining: the share of the SLO period's error budget left (negative once "
+               "spent); burn rate: how fast it is spent (1 = exactly over the period, 14.4 = 2% "
+               "of a 30-day budget in an hour). Definitions: docs/slo-alerts.md.")
 
 
 def correlation_sentence(corr: executive.KpiCorrelation) -> str:
@@ -197,14 +219,18 @@ class _Figures:
 # --------------------------------------------------------------------------- the report
 def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                min_samples: int = loss.DEFAULT_MIN_SAMPLES, include_drift: bool = True,
-               trend_days: int = 30, slo_target: float | None = None) -> str:
+               trend_days: int = 30, slo_target: float | None = None,
+               slos: tuple[Slo, ...] = ()) -> str:
     """The report of ``flt`` (module docstring) as one HTML document.
 
     The window and reference default as in ``lossboard report`` (``report.resolve_windows``).
-    Raises :class:`lossboard.errors.QueryError` for a Filter the analysis rejects (unknown
-    model, several models and none chosen).
+    ``slos``: configured SLOs (those of the report's model are listed with their budget and
+    burn rates); ``slo_target``: a target line on the trend. Raises
+    :class:`lossboard.errors.QueryError` for a Filter the analysis rejects (unknown model,
+    several models and none chosen).
     """
     flt = report.resolve_windows(con, flt)
+    slos = tuple(spec for spec in slos if spec.model == flt.model)
     rep = report.build_report(con, flt, bins=bins, min_samples=min_samples,
                               include_drift=include_drift)
     summary = loss.overall(con, flt, min_samples=min_samples, auc=False)
@@ -244,7 +270,16 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
         _tile("Label coverage", fmt(coverage, ".1%"),
               f"{summary.n_labelled:,} of {summary.n_predictions:,} predictions"),
     ]) + "</div>")
-    parts.append(f"<p>{_e(slo_status(flt, slo_target).sentence)}</p>")
+    if slos:
+        rows = []
+        for spec in slos:
+            try:
+                rows.append(slo_row(spec, slo.status(con, spec, flt)))
+            except LossboardError as exc:
+                rows.append(slo_row(spec, None, str(exc)))
+        parts.append(_table(rows, list(rows[0])))
+        parts.append(f'<p class="caption">{_e(SLO_CAPTION)}</p>')
+    parts.append(f"<p>{_e(target_sentence(flt.model, slo_target, len(slos)))}</p>")
     parts.append(figure(charts.loss_trend_figure(days, slo_target=slo_target),
                         f"Daily log loss over the {trend_days} days up to the end of the window "
                         "(nats, lower is better) with its 95% interval; hollow grey "

@@ -18,10 +18,11 @@ import pytest
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from lossboard.dashboard import html_report, sidebar
-from lossboard.dashboard.analysis import calibration, executive, loss, report
+from lossboard.dashboard import html_report, monitoring_config, sidebar
+from lossboard.dashboard.analysis import calibration, executive, loss, report, slo
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
+from lossboard.errors import LossboardError
 from lossboard.ingest.load import IngestOptions, ingest
 from lossboard.ingest.mapping import MappingOptions
 
@@ -225,10 +226,43 @@ def test_bad_url_values_are_explained(exec_db: Path, monkeypatch: pytest.MonkeyP
 def test_slo_target_is_a_page_parameter(exec_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open(exec_db, monkeypatch, {"range": "all", "slo_target": "0.5"})
     assert at.number_input(key="lb_slo_target").value == 0.5
-    assert any("SLO target: daily log loss at or below 0.5" in c.value for c in at.caption)
+    assert any("Drawn target: daily log loss at or below 0.5" in c.value for c in at.caption)
     at.number_input(key="lb_slo_target").set_value(0.0).run()
     assert "slo_target" not in at.query_params
     assert any("No SLO configured" in c.value for c in at.caption)
+
+
+SLO_TOML = """\
+[[slo]]
+name = "confident-mistakes"
+model = "fraud"
+sli = "predictions"
+max_row_loss = 4.6
+objective = 0.99
+period = "30d"
+"""
+
+
+def test_configured_slo_shows_budget_and_burn_rates(exec_db: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "lossboard.toml"
+    config.write_text(SLO_TOML)
+    monkeypatch.setenv("LOSSBOARD_CONFIG", str(config))
+    at = _open(exec_db, monkeypatch, {"range": "all"})
+    (spec,) = monitoring_config.load(config).slos
+    with read_connection(exec_db) as con:
+        window = report.resolve_windows(con, _filter(at))
+        try:
+            expected = html_report.slo_row(spec, slo.status(con, spec, window))
+        except LossboardError as exc:  # the page says so in the row, and so does this test
+            expected = html_report.slo_row(spec, None, str(exc))
+    (table,) = [d.value for d in at.dataframe if "SLO" in d.value.columns]
+    row = table.iloc[0].to_dict()
+    assert (row["SLO"], row["state"]) == ("confident-mistakes", expected["state"])
+    for column in ("budget remaining", *html_report.BURN_COLUMNS.values()):
+        assert (pd.isna(row[column]) and expected[column] is None) or row[column] == pytest.approx(
+            expected[column]), column
+    assert not any("No SLO configured" in c.value for c in at.caption)
 
 
 # --------------------------------------------------------------------------- versions, KPIs

@@ -71,7 +71,7 @@ def test_report_sections_and_figures(report_html: str) -> None:
                     "Top segment findings", "Top drift findings", "Model versions",
                     "Business KPIs"):
         assert f"<h2>{heading}</h2>" in report_html
-    assert "SLO target: daily log loss at or below 0.7" in report_html
+    assert "Drawn target: daily log loss at or below 0.7" in report_html
     assert "version=v1&amp;version=v2&amp;maturity_h=2" in report_html  # the dashboard's URL keys
 
 

@@ -5,19 +5,22 @@ label coverage), the daily log loss trend over the sidebar's range against the S
 row per model version, the business KPIs beside the loss, and a download of the whole view as
 a self-contained HTML report (the file ``lossboard export-report`` writes).
 
-Page query parameters (besides the sidebar's Filter, see ``sidebar.py``): ``slo_target`` (log
-loss target in nats, drawn on the trend until ``analysis/slo.py`` provides configured SLOs),
-``trend_days`` (length of the trend chart, default 30).
+Page query parameters (besides the sidebar's Filter, see ``sidebar.py``): ``slo_target`` (a
+log loss target in nats drawn on the trend), ``trend_days`` (length of the trend chart, default 30). Configured SLOs (``[[slo]]`` in
+lossboard.toml, read as ``lossboard alerts`` reads it) of the model are listed with their
+error budget remaining and burn rates (analysis/slo.py).
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from lossboard.dashboard import charts, html_report, sidebar
-from lossboard.dashboard.analysis import calibration, executive, labels, loss, report
+from lossboard.dashboard import charts, html_report, monitoring_config, sidebar
+from lossboard.dashboard.analysis import calibration, executive, labels, loss, report, slo
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.state import query
+from lossboard.errors import LossboardError
 
 TREND_DAYS = (7, 14, 30, 60, 90)
 DEFAULT_TREND_DAYS = 30
@@ -85,8 +88,21 @@ target = slo_col.number_input("SLO target (nats)", min_value=0.0, step=0.01, for
                               key="lb_slo_target",
                               help="Draw a log loss target on the trend; 0 = none. Kept in the URL.")
 sidebar.set_page_param("slo_target", f"{target:g}" if target else None)
-status = html_report.slo_status(window, target or None)
-status_col.caption(status.sentence)
+try:
+    slos = html_report.model_slos(monitoring_config.load(), flt.model)
+except LossboardError as exc:
+    st.warning(f"The SLO config could not be read: {exc}")
+    slos = ()
+if slos:
+    rows = []
+    for spec in slos:
+        try:
+            rows.append(html_report.slo_row(spec, query(slo.status, slo=spec, flt=window)))
+        except LossboardError as exc:
+            rows.append(html_report.slo_row(spec, None, str(exc)))
+    status_col.dataframe(pd.DataFrame(rows), hide_index=True, key="slo_status")
+    status_col.caption(html_report.SLO_CAPTION)
+status_col.caption(html_report.target_sentence(flt.model, target or None, len(slos)))
 sidebar.page_param("trend_days", "lb_trend_days", int, DEFAULT_TREND_DAYS)
 trend_days = slo_col.selectbox("Trend length (days)", TREND_DAYS, key="lb_trend_days",
                                help="Days of daily log loss up to the end of the selected range.")
@@ -121,7 +137,7 @@ for corr in kpis.correlations:
 st.divider()
 st.download_button(
     "Download this view as an HTML report", data=lambda: query(html_report.build_html, flt=window, trend_days=trend_days,
-                       slo_target=target or None),
+                       slo_target=target or None, slos=slos),
     file_name=html_report.file_name(window), mime="text/html", on_click="ignore",
     icon="📥", key="download_report",
     help="One self-contained file (charts included, works offline), the same as "
