@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -350,7 +350,7 @@ def _tiles(page: Page) -> dict[str, str]:
 
 
 def test_every_page_on_the_sample_and_a_shared_url(
-        sample_db: Path, serve: Callable[[Path], Server],
+        tmp_path: Path, sample_db: Path, serve: Callable[[Path], Server],
         browser_page: tuple[Page, Traffic]) -> None:
     from playwright.sync_api import expect
 
@@ -402,4 +402,19 @@ def test_every_page_on_the_sample_and_a_shared_url(
     page.wait_for_url("**range=30d**")
     _wait_idle(page)
     expect(_metric_value(page, "Log loss")).to_have_text(month["Log loss"])
+
+    # The download button gives the file `lossboard export-report` writes for the same filter.
+    with page.expect_download(timeout=SAMPLE_TIMEOUT_MS) as download:
+        page.get_by_test_id("stDownloadButton").get_by_role("button").click()
+    downloaded = tmp_path / "download.html"
+    download.value.save_as(downloaded)
+    view = parse_qs(urlsplit(page.url).query)
+    exported = tmp_path / "export.html"
+    done = subprocess.run(
+        [*_lossboard_cli(), "export-report", "--db", str(sample_db), "--out", str(exported),
+         "--model", view["model"][0], "--from", view["from"][0], "--to", view["to"][0],
+         "--reference-from", view["ref_from"][0], "--reference-to", view["ref_to"][0]],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert downloaded.read_bytes() == exported.read_bytes()
     _assert_local_only(traffic)

@@ -293,6 +293,22 @@ def test_no_labels_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert _metrics(at)["Log loss"] == "—"
 
 
+def test_labels_that_land_later_show_without_a_restart(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "lossboard.duckdb"
+    preds, labels, _ = _write_logs(tmp_path)
+    _ingest(db, preds, model="fraud", segments=("region",))
+    at = _open(db, monkeypatch, {"range": "all"})
+    assert _metrics(at)["Log loss"] == "—"
+
+    _ingest(db, labels, model="fraud")  # while the session is open
+    at.run()  # the next interaction of the same session
+    assert not at.exception, [e.value for e in at.exception]
+    with read_connection(db) as con:
+        expected = loss.overall(con, report.resolve_windows(con, _filter(at))).log_loss
+    assert _metrics(at)["Log loss"] == f"{expected:.4f}"
+
+
 def test_empty_window_says_where_the_data_is(exec_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open(exec_db, monkeypatch, {"from": "2030-01-01T00:00:00Z", "to": "2030-01-02T00:00:00Z"})
     assert any("No predictions of model `fraud` in this window" in i.value for i in at.info)
