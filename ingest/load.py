@@ -494,12 +494,18 @@ def _merge(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
             for model, task, classes in model_rows:
                 con.execute(f"INSERT INTO {_T}.models VALUES (?, ?, ?, ?)", [model, task, classes, file_id])
             _insert_rows(con, m.kind, table, st.extras, file_id)
+            n_unmatched = n_before = None
+            if m.kind == "predictions":
+                # Labels that came before their prediction (backfills, out-of-order files).
+                schema.match_labels(con, schema.label_matches_sql(
+                    f"{_T}.predictions", f"{_T}.labels", "p._lb_file_id = $file_id"),
+                    {"file_id": file_id})
+                schema.copy_labels(con, f"{_T}.")
+            elif m.kind == "labels":
+                n_unmatched, n_before = _copy_new_labels(con)
             _insert_quarantine(con, src, st, file_id)
             counts = dict(con.execute(
                 "SELECT coalesce(_lb_reason, 'accepted'), count(*) FROM staged GROUP BY ALL").fetchall())
-            n_unmatched = n_before = None
-            if m.kind == "labels":
-                n_unmatched, n_before = _label_stats(con)
             n_accepted = counts.pop("accepted", 0)
             n_duplicate = counts.pop("duplicate", 0)
             reasons = dict(counts)
@@ -664,19 +670,17 @@ def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, 
         )
 
 
-def _label_stats(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """(labels of this file with no prediction yet, labels timed before their prediction)."""
-    row = con.execute(f"""
-        SELECT count(*) FILTER (WHERE NOT matched), count(*) FILTER (WHERE early)
-        FROM (
-          SELECT l._lb_ord, bool_or(p.request_id IS NOT NULL) AS matched,
-                 coalesce(bool_or(l.label_ts < p.ts), false) AS early
-          FROM staged l
-          LEFT JOIN {_T}.predictions p
-            ON p.request_id = l.request_id AND (l.model IS NULL OR l.model = p.model)
-          WHERE l._lb_reason IS NULL
-          GROUP BY l._lb_ord)""").fetchone()
-    return int(row[0]), int(row[1])
+def _copy_new_labels(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """Copy this file's accepted labels onto their predictions (schema.copy_labels); returns
+    (labels with no prediction yet, labels timed before their prediction)."""
+    schema.match_labels(con, schema.label_matches_sql(
+        f"{_T}.predictions", "staged", "l._lb_reason IS NULL", extra=", l._lb_ord AS ord"))
+    n_accepted, n_matched, n_before = con.execute(
+        """SELECT (SELECT count(*) FROM staged WHERE _lb_reason IS NULL),
+                  count(DISTINCT ord), count(DISTINCT ord) FILTER (WHERE label_ts < ts)
+           FROM lb_label_matches""").fetchone()
+    schema.copy_labels(con, f"{_T}.")
+    return int(n_accepted - n_matched), int(n_before)
 
 
 def _insert_run(con: duckdb.DuckDBPyConnection, *, file_id: int, run_id: str, path: str,

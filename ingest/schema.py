@@ -33,15 +33,17 @@ Bookkeeping columns on data tables (``file_id``, ``row_number``, ``row_hash``) s
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from lossboard.errors import SchemaError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 KINDS = ("predictions", "labels", "kpi")
 KIND_TABLE = {"predictions": "predictions", "labels": "labels", "kpi": "kpis"}
@@ -110,8 +112,29 @@ RESERVED_NAMES = frozenset(
 ) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS) | ANALYSIS_NAMES
 
 
+#: Each prediction carries a copy of its label (NULL while none has come), written by the ingest
+#: (:func:`copy_labels`), so the read path never joins predictions to labels: at 10M rows that
+#: join cost ~1 s per analysis query, a scan of these columns ~0.05 s (docs/benchmarks.md).
+#: The ``labels`` table stays the record of what was ingested; the copy is the raw label string
+#: (whether it is usable for the model is the analysis layer's business). A label never
+#: changes once stored (a different one for the same request is quarantined as
+#: ``conflicting_label``), so the copy cannot go stale.
+LABEL_COPY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("label", "VARCHAR"),
+    ("label_ts", "TIMESTAMPTZ"),
+    ("label_ts_source", "VARCHAR"),
+)
+
+#: Up to this many labels are copied with an UPDATE by rowid; more rewrite the predictions
+#: table in one pass. DuckDB's UPDATE costs ~1.4 s per million random rows when few, but grows
+#: faster than linearly (8.8M rows in one transaction took 585 s, a rewrite of 10M rows 11 s).
+UPDATE_MAX_ROWS = 200_000
+
+
 def _data_table_ddl(kind: str) -> str:
     cols = CONTRACT_COLUMNS[kind] + BOOKKEEPING_COLUMNS
+    if kind == "predictions":
+        cols += LABEL_COPY_COLUMNS
     body = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in cols)
     return f"CREATE TABLE IF NOT EXISTS {KIND_TABLE[kind]} (\n  {body}\n)"
 
@@ -167,14 +190,12 @@ _DDL: tuple[str, ...] = (
     _data_table_ddl("predictions"),
     _data_table_ddl("labels"),
     _data_table_ddl("kpi"),
-    # Labels join predictions on request_id and model; a label without a model applies to
-    # every model that scored that request. Kept as a view: the analysis layer may replace it
-    # with a materialized join if a benchmark says so.
+    # Labels match predictions on request_id and model; a label without a model applies to
+    # every model that scored that request. The match is materialized on the predictions
+    # (LABEL_COPY_COLUMNS, kept by the ingest), so this view is a filter, not a join.
     """CREATE OR REPLACE VIEW labelled AS
-SELECT p.*, l.label, l.label_ts, l.label_ts_source,
-       l.label_ts < p.ts AS label_before_prediction
-FROM predictions p
-JOIN labels l ON l.request_id = p.request_id AND (l.model IS NULL OR l.model = p.model)""",
+SELECT p.*, p.label_ts < p.ts AS label_before_prediction
+FROM predictions p WHERE p.label IS NOT NULL""",
     """CREATE OR REPLACE VIEW unmatched_labels AS
 SELECT l.* FROM labels l
 WHERE NOT EXISTS (
@@ -204,8 +225,10 @@ def create_schema(con: duckdb.DuckDBPyConnection, catalog: str | None = None) ->
     if catalog is not None:
         con.execute(f"USE {catalog}")
     try:
+        views = [ddl for ddl in _DDL if ddl.startswith("CREATE OR REPLACE VIEW")]
         for ddl in _DDL:
-            con.execute(ddl)
+            if ddl not in views:
+                con.execute(ddl)
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             con.execute(
@@ -218,9 +241,96 @@ def create_schema(con: duckdb.DuckDBPyConnection, catalog: str | None = None) ->
                 f"the database has schema version {row[0]}, newer than this lossboard "
                 f"understands ({SCHEMA_VERSION}); upgrade lossboard"
             )
+        elif int(row[0]) < SCHEMA_VERSION:
+            _migrate(con, int(row[0]))
+        # Views last: DuckDB binds a view when it is created, so it must see migrated tables.
+        for ddl in views:
+            con.execute(ddl)
     finally:
         if catalog is not None:
             con.execute("USE memory")
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Upgrade the schema in one transaction. v1 -> v2: copy labels onto predictions."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if version < 2:
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = 'predictions'").fetchall()}
+            for name, sql_type in LABEL_COPY_COLUMNS:
+                if name not in have:
+                    con.execute(f"ALTER TABLE predictions ADD COLUMN {name} {sql_type}")
+            copy_all_labels(con)
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def label_matches_sql(predictions: str, labels: str, where: str = "true", extra: str = "") -> str:
+    """``(rid, label, label_ts, label_ts_source, ts)`` for every prediction (``rid`` its rowid,
+    ``ts`` its time) that a label of ``labels`` matches: same request_id, and the same model
+    or a label without one. The ingest keeps at most one such label per prediction (a
+    model-less label collides with every label of its request). ``where`` may restrict ``p``
+    (the predictions) or ``l`` (the labels), ``extra`` add columns; both are SQL written by
+    the caller, never user input."""
+    return (f"SELECT p.rowid AS rid, l.label, l.label_ts, l.label_ts_source, p.ts{extra} "
+            f"FROM {predictions} p JOIN {labels} l ON l.request_id = p.request_id "
+            f"AND (l.model IS NULL OR l.model = p.model) WHERE {where}")
+
+
+def copy_all_labels(con: duckdb.DuckDBPyConnection) -> int:
+    """Copy every stored label onto its prediction (the v1 -> v2 migration; benchmarks and
+    tests that write the tables with SQL call it after their inserts)."""
+    match_labels(con, label_matches_sql("predictions", "labels"))
+    return copy_labels(con, "")
+
+
+def match_labels(con: duckdb.DuckDBPyConnection, matches_sql: str,
+                 params: dict[str, Any] | None = None) -> int:
+    """Put the matches of ``matches_sql`` (a :func:`label_matches_sql` query, which may add
+    columns) in the temp table ``lb_label_matches`` for :func:`copy_labels`; returns how many."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE lb_label_matches AS {matches_sql}", params or {})
+    return int(con.execute("SELECT count(*) FROM lb_label_matches").fetchone()[0])
+
+
+def copy_labels(con: duckdb.DuckDBPyConnection, prefix: str,
+                update_max_rows: int | None = None) -> int:
+    """Copy the labels in ``lb_label_matches`` (:func:`match_labels`) onto their predictions
+    (:data:`LABEL_COPY_COLUMNS`), drop the temp table, return how many were copied.
+
+    ``prefix`` is the catalog of the predictions table (``"lb.main."`` from the ingest's
+    staging connection, ``""`` on the database itself). Run inside the caller's transaction:
+    a crash leaves no half copy. Few labels are written by an UPDATE on rowid; many by
+    rewriting the table in one pass (same DDL, then swapped in), which DuckDB does far faster
+    than a large UPDATE.
+    """
+    if update_max_rows is None:
+        update_max_rows = UPDATE_MAX_ROWS
+    table = f"{prefix}predictions"
+    n = int(con.execute("SELECT count(*) FROM lb_label_matches").fetchone()[0])
+    sets = ", ".join(f"{c} = m.{c}" for c, _ in LABEL_COPY_COLUMNS)
+    if 0 < n <= update_max_rows:
+        con.execute(f"UPDATE {table} SET {sets} FROM lb_label_matches m WHERE {table}.rowid = m.rid")
+    elif n > update_max_rows:
+        db = prefix.split(".")[0] if prefix else con.execute("SELECT current_database()").fetchone()[0]
+        ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE database_name = ? "
+                          "AND schema_name = 'main' AND table_name = 'predictions'", [db]).fetchone()[0]
+        fresh = f"{prefix}predictions__relabel"
+        con.execute(re.sub(r"^CREATE TABLE \S+?\(", f"CREATE TABLE {fresh}(", ddl))
+        keep = ", ".join(f"coalesce(m.{c}, p.{c}) AS {c}" for c, _ in LABEL_COPY_COLUMNS)
+        # No ORDER BY: the hash join streams the probe side (predictions) nearly in order
+        # (1 row of 10M out of time order here), which keeps the ts zone maps useful; sorting
+        # the whole table back would double the cost. Nothing reads rows in storage order.
+        con.execute(f"INSERT INTO {fresh} SELECT p.* REPLACE ({keep}) "
+                    f"FROM {table} p LEFT JOIN lb_label_matches m ON m.rid = p.rowid")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {fresh} RENAME TO predictions")
+    con.execute("DROP TABLE lb_label_matches")
+    return n
 
 
 def read_columns(con: duckdb.DuckDBPyConnection, kind: str, catalog: str = "") -> dict[str, ColumnInfo]:

@@ -117,7 +117,10 @@ def prediction_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
 
 def labelled_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
                   extra_columns: Sequence[str] = ()) -> Rows:
-    """Predictions of the filter joined to a usable label, with the per-row loss.
+    """Predictions of the filter that have a usable label, with the per-row loss.
+
+    The label is the copy the ingest keeps on each prediction (``predictions.label``,
+    ingest/schema.py ``LABEL_COPY_COLUMNS``): no join.
 
     A label is usable when it is valid for the model (0/1 for binary, one of the classes for
     multiclass); labels written before the model was registered can be neither, and are left
@@ -133,15 +136,15 @@ def labelled_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
         # operations as scikit-learn, so a confidently wrong row costs -ln(1 - (1 - 1e-15)) =
         # 34.539 in both (1 - (1 - 1e-15) is 9.992e-16 in binary floating point, not 1e-15).
         pc = f"least(greatest(p.p, {lo}), {hi})"
-        per_row = (f"p.p AS p, (l.label = '1')::DOUBLE AS y, isfinite(p.p) AS score_ok, "
-                   f"CASE WHEN l.label = '1' THEN p.p ELSE 1 - p.p END AS p_true, "
-                   f"CASE WHEN l.label = '1' THEN {pc} ELSE 1 - {pc} END AS p_true_clipped, "
+        per_row = (f"p.p AS p, (p.label = '1')::DOUBLE AS y, isfinite(p.p) AS score_ok, "
+                   f"CASE WHEN p.label = '1' THEN p.p ELSE 1 - p.p END AS p_true, "
+                   f"CASE WHEN p.label = '1' THEN {pc} ELSE 1 - {pc} END AS p_true_clipped, "
                    f"(p.p < {lo} OR p.p > {hi}) AS needs_clip")
-        label_ok = "l.label IN ('0', '1')"
+        label_ok = "p.label IN ('0', '1')"
     else:
         params["lb_classes"] = list(info.classes)
         total = "list_sum(p.probs)"
-        k = "list_position($lb_classes, l.label)"
+        k = "list_position($lb_classes, p.label)"
         true_prob = f"p.probs[{k}] / {total}"
         per_row = (f"list_max(p.probs) / {total} AS p, "
                    f"(list_position(p.probs, list_max(p.probs)) = {k})::DOUBLE AS y, "
@@ -150,14 +153,13 @@ def labelled_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
                    f"{true_prob} AS p_true, "
                    f"least(greatest({true_prob}, {lo}), {hi}) AS p_true_clipped, "
                    f"({true_prob} < {lo} OR {true_prob} > {hi}) AS needs_clip")
-        label_ok = "list_contains($lb_classes, l.label)"
+        label_ok = "list_contains($lb_classes, p.label)"
     sql = f"""SELECT * EXCLUDE (p_true_clipped, needs_clip),
        CASE WHEN score_ok THEN -ln(p_true_clipped) END AS loss,
        score_ok AND needs_clip AS clipped
 FROM (
-  SELECT p.ts, p.model_version, p.weight, l.label, l.label_ts, l.label_ts_source, {per_row}{_user_columns(con, extra_columns)}
+  SELECT p.ts, p.model_version, p.weight, p.label, p.label_ts, p.label_ts_source, {per_row}{_user_columns(con, extra_columns)}
   FROM predictions p
-  JOIN labels l ON l.request_id = p.request_id AND (l.model IS NULL OR l.model = p.model)
   WHERE {where.sql} AND {label_ok}
 )"""
     return Rows(sql, params)

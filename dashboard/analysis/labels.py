@@ -63,32 +63,29 @@ def label_relation(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[str, di
     label_ts_source, lag_hours`` (the label columns NULL when unlabelled).
 
     ``lag_hours = (label_ts - ts)`` in hours at microsecond resolution, for every usable label
-    (callers restrict to ``label_ts_source = 'file'``). Two left joins, no aggregation: labels
-    are unique per (model, request_id) with NULL a model of its own, so at most one
-    model-specific and one model-less label can match, and the model-specific one wins.
+    (callers restrict to ``label_ts_source = 'file'``). No join: the ingest copies each
+    prediction's label onto it.
     """
     flt = resolve_model(con, flt)
     info = model_info(con, flt.model)
     where = flt.where(predictions_columns(con), alias="p")
     params: dict[str, Any] = dict(where.params)
     if info.task == "binary":
-        usable = "{a}.label IN ('0', '1')"
+        usable = "p.label IN ('0', '1')"
     else:
         params["lr_classes"] = list(info.classes)
-        usable = "list_contains($lr_classes, {a}.label)"
-    pick = "CASE WHEN lm.request_id IS NOT NULL THEN lm.{c} ELSE ln.{c} END"
+        usable = "list_contains($lr_classes, p.label)"
+    # The ingest keeps each prediction's label on it (ingest/schema.py LABEL_COPY_COLUMNS);
+    # a label that is not usable for the model counts as none.
     sql = f"""
 SELECT ts, request_id, label IS NOT NULL AS labelled, label, label_ts, label_ts_source,
        (epoch_us(label_ts) - epoch_us(ts)) / {_US_PER_HOUR}.0 AS lag_hours
 FROM (
-  SELECT p.ts, p.request_id, {pick.format(c='label')} AS label,
-         {pick.format(c='label_ts')} AS label_ts,
-         {pick.format(c='label_ts_source')} AS label_ts_source
+  SELECT p.ts, p.request_id,
+         CASE WHEN {usable} THEN p.label END AS label,
+         CASE WHEN {usable} THEN p.label_ts END AS label_ts,
+         CASE WHEN {usable} THEN p.label_ts_source END AS label_ts_source
   FROM predictions p
-  LEFT JOIN labels lm ON lm.request_id = p.request_id AND lm.model = p.model
-                     AND {usable.format(a='lm')}
-  LEFT JOIN labels ln ON ln.request_id = p.request_id AND ln.model IS NULL
-                     AND {usable.format(a='ln')}
   WHERE {where.sql}
 )"""
     return sql, params

@@ -33,7 +33,7 @@ from lossboard.dashboard.analysis.calibration import (
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
 from lossboard.errors import QueryError
-from lossboard.ingest.schema import create_schema
+from lossboard.ingest.schema import copy_all_labels, create_schema
 
 from .conftest import binary_frames, ingest_frames
 
@@ -96,10 +96,11 @@ def refill(con: duckdb.DuckDBPyConnection, p, y, weight) -> None:
     con.register("src", frame)
     con.execute("""INSERT INTO predictions
                    SELECT 'r' || i, TIMESTAMPTZ '2026-10-01' + to_seconds(i), 'm', 'v1',
-                          p, NULL, NULL, w, 1, i, 0 FROM src""")
+                          p, NULL, NULL, w, 1, i, 0, NULL, NULL, NULL FROM src""")
     con.execute("""INSERT INTO labels SELECT 'r' || i, NULL, CAST(y AS VARCHAR),
                    TIMESTAMPTZ '2026-10-02', 'file', 1, i, 0 FROM src""")
     con.unregister("src")
+    copy_all_labels(con)
 
 
 # --------------------------------------------------------------------------- references
