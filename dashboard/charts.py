@@ -427,12 +427,18 @@ _EXEC_BLUE = "#1f4e9c"
 
 
 def loss_trend_figure(days: pd.DataFrame, *, slo_target: float | None = None,
-                      height: int = 420) -> go.Figure:
+                      selected: tuple[Any, Any] | None = None, height: int = 420) -> go.Figure:
     """Daily log loss (frame of ``loss.by_bucket(bucket='day')``) with its 95% interval as a
     shaded band. Confident days are a line with filled markers; low-confidence days (n below the
     minimum) are hollow grey markers in the ``LOW_CONFIDENCE_NAME`` trace, off the line. A
-    dashed horizontal ``SLO_TARGET_NAME`` line when a target is given."""
+    dashed horizontal ``SLO_TARGET_NAME`` line when a target is given; ``selected`` (start,
+    end) shades the range the headline figures cover."""
     fig = go.Figure()
+    if selected is not None and selected[0] is not None and selected[1] is not None:
+        fig.add_vrect(x0=pd.Timestamp(selected[0]), x1=pd.Timestamp(selected[1]), layer="below",
+                      fillcolor="rgba(255,193,7,0.12)", line_width=0,
+                      annotation_text="selected range", annotation_position="top left",
+                      annotation_font=dict(size=12, color="#8a6d00"))
     if not days.empty:
         x = list(days["bucket_start"])
         loss_values = _values(days["log_loss"])

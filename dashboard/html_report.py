@@ -280,9 +280,11 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
         parts.append(_table(rows, list(rows[0])))
         parts.append(f'<p class="caption">{_e(SLO_CAPTION)}</p>')
     parts.append(f"<p>{_e(target_sentence(flt.model, slo_target, len(slos)))}</p>")
-    parts.append(figure(charts.loss_trend_figure(days, slo_target=slo_target),
+    parts.append(figure(charts.loss_trend_figure(days, slo_target=slo_target,
+                                                 selected=(flt.start, flt.end)),
                         f"Daily log loss over the {trend_days} days up to the end of the window "
-                        "(nats, lower is better) with its 95% interval; hollow grey "
+                        "(nats, lower is better) with its 95% interval (blue band); yellow: the report's "
+                        "window; hollow grey "
                         f"markers: days with fewer than {min_samples:,} labelled predictions."))
 
     # On-call state.

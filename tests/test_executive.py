@@ -314,6 +314,22 @@ def test_empty_window_says_where_the_data_is(exec_db: Path, monkeypatch: pytest.
     assert any("No predictions of model `fraud` in this window" in i.value for i in at.info)
 
 
+@pytest.mark.parametrize("page", [EXECUTIVE, "pages/data_health.py"])
+def test_labels_and_kpis_without_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             page: str) -> None:
+    # The database is not empty (labels came first) but there is no model to show yet.
+    db = tmp_path / "lossboard.duckdb"
+    _, labels, kpi = _write_logs(tmp_path)
+    _ingest(db, labels, model="fraud")
+    _ingest(db, kpi, kind="kpi")
+    at = _open(db, monkeypatch, {"range": "7d"}, page=page)
+    assert _filter(at).model is None
+    if page == EXECUTIVE:
+        assert any("No predictions in the database yet" in i.value for i in at.info)
+    else:
+        assert _metrics(at)["Predictions"] == "0"
+
+
 def test_no_database_shows_onboarding_not_the_sidebar(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open(tmp_path / "missing.duckdb", monkeypatch, {"range": "7d"}, page=None)

@@ -109,9 +109,11 @@ trend_days = slo_col.selectbox("Trend length (days)", TREND_DAYS, key="lb_trend_
 sidebar.set_page_param("trend_days", None if trend_days == DEFAULT_TREND_DAYS else str(trend_days))
 days = query(loss.by_bucket, flt=html_report.trend_filter(window, trend_days), bucket="day",
              auc=False)
-st.plotly_chart(charts.loss_trend_figure(days, slo_target=target or None), key="trend")
+st.plotly_chart(charts.loss_trend_figure(days, slo_target=target or None,
+                                         selected=(window.start, window.end)), key="trend")
 st.caption(f"Daily log loss over the {trend_days} days up to the end of the range (lower is "
-           "better) with its 95% interval; hollow grey markers are days with fewer than "
+           "better) with its 95% interval (blue band); the yellow area is the range of the tiles; hollow "
+           "grey markers are days with fewer than "
            f"{summary.min_samples:,} labelled predictions (low confidence).")
 
 # --------------------------------------------------------------------------- versions
