@@ -10,6 +10,7 @@ import streamlit as st
 
 from lossboard.dashboard import sidebar
 from lossboard.dashboard.state import database_ready
+from lossboard.errors import LossboardError
 
 # An emoji favicon is drawn in the browser; a :material/...: one is fetched from
 # fonts.gstatic.com, and the dashboard makes no external requests.
@@ -27,7 +28,11 @@ if database_ready():
                 url_path="data-health"),
     ]
     page = st.navigation(pages)
-    sidebar.render()
+    try:
+        sidebar.render()
+    except LossboardError as exc:
+        st.error(f"The filter could not be built from this database: {exc}")
+        st.stop()
 else:
     page = st.navigation([st.Page("pages/onboarding.py", title="Get started",
                                   icon=":material/upload:", default=True)])
