@@ -99,12 +99,12 @@ def slo_row(spec: Slo, status: slo.SloStatus | None, problem: str | None = None)
     rates = {b.window_minutes: b.burn_rate for b in status.burn_rates} if status else {}
     return {
         "SLO": spec.name, "SLI": spec.sli, "objective": f"{spec.objective:.2%}",
-        "period (days)": spec.period_days,
+        "period (days)": f"{spec.period_days:g}",
         "state": status.state if status else f"not computed: {problem}",
-        "budget remaining": None if status is None else status.budget_remaining,
-        **{name: rates.get(minutes) for minutes, name in BURN_COLUMNS.items()},
-        "target log loss": None if status is None else status.target_log_loss,
-        "current log loss": None if status is None else status.current_log_loss,
+        "budget remaining": fmt(None if status is None else status.budget_remaining, ".1%"),
+        **{name: fmt(rates.get(minutes), ".2f") for minutes, name in BURN_COLUMNS.items()},
+        "target log loss": fmt(None if status is None else status.target_log_loss, ".4f"),
+        "current log loss": fmt(None if status is None else status.current_log_loss, ".4f"),
     }
 
 
