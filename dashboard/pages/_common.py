@@ -3,6 +3,8 @@ wording of times and empty states. Not a page itself (app.py does not register i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -49,3 +51,13 @@ def header(title: str) -> Any | None:
                + (f" · versions {', '.join(view.versions)}" if view.versions else "")
                + (" · " + ", ".join(f"{c}={v}" for c, v in view.segments) if view.segments else ""))
     return view
+
+
+@contextmanager
+def section(what: str) -> Iterator[None]:
+    """Run one section of a page; an analysis error ends that section with a message saying
+    what could not be computed and why, and the rest of the page still renders."""
+    try:
+        yield
+    except LossboardError as exc:
+        st.error(f"{what} could not be computed: {exc}")

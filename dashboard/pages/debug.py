@@ -33,7 +33,7 @@ from lossboard.dashboard.analysis import (
     calibration, drift, loss, samples, saturation, segments, views,
 )
 from lossboard.dashboard.sidebar import page_param, set_page_param
-from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text
+from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
 from lossboard.dashboard.state import query
 
 TABS = {"drift": "Drift", "errors": "Errors and top-loss samples", "calibration": "Calibration",
@@ -200,21 +200,25 @@ def main() -> None:
     view = header("Debug")
     if view is None:
         return
-    summary = query(loss.overall, flt=view, auc=False)
+    summary = lag = None
+    with section("The window's log loss"):
+        summary = query(loss.overall, flt=view, auc=False)
+        lag = query(views.label_lag_anywhere, flt=view)
+    if summary is None or lag is None:
+        return
     if summary.n_predictions == 0:
         st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
                 "filter: widen the time range or remove a segment.")
         return
-    lag = query(views.label_lag_anywhere, flt=view)
     focus = st.query_params.get("dbg_focus")
     tabs = st.tabs(list(TABS.values()), default=TABS.get(focus or "", None))
-    with tabs[0]:
+    with tabs[0], section("Drift"):
         _drift_tab(view)
-    with tabs[1]:
+    with tabs[1], section("The error heatmap and top-loss samples"):
         _errors_tab(view, summary.n, lag)
-    with tabs[2]:
+    with tabs[2], section("Calibration"):
         _calibration_tab(view, summary, lag)
-    with tabs[3]:
+    with tabs[3], section("Score and activation saturation"):
         _scores_tab(view)
 
 

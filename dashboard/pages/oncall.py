@@ -18,7 +18,7 @@ import streamlit as st
 
 from lossboard.dashboard import charts
 from lossboard.dashboard.analysis import canary, labels, loss, report, saturation, segments, views
-from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text
+from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
 from lossboard.dashboard.state import query
 from lossboard.errors import LossboardError
 
@@ -132,7 +132,8 @@ def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) 
             continue
         last = frame.iloc[-1]
         value = None if pd.isna(last["log_loss"]) else float(last["log_loss"])
-        low = " (low confidence)" if bool(last["low_confidence"]) else ""
+        low = (": no labels yet" if int(last["n"]) == 0 else
+               " (low confidence)" if bool(last["low_confidence"]) else "")
         col.metric(label, _fmt_loss(value), help=f"n = {int(last['n']):,} labelled rows{low}, "
                    f"window ending {fmt_time(last['window_end'])}")
         col.caption(f"n = {int(last['n']):,}{low}")
@@ -196,8 +197,9 @@ def _canary_section(view: Any) -> None:
                      "dbg_focus": ["calibration"]})
 
 
-def _labels_section(view: Any, findings: list[dict[str, Any]], lag: Any) -> None:
+def _labels_section(view: Any, findings: list[dict[str, Any]]) -> None:
     st.subheader("Labels: coverage and lag")
+    lag = query(views.label_lag_anywhere, flt=view)
     span_days = (view.end - view.start).total_seconds() / 86400
     bucket = "hour" if span_days <= 3 else "day"
     cov = query(labels.coverage, flt=view, bucket=bucket)
@@ -221,23 +223,9 @@ def _labels_section(view: Any, findings: list[dict[str, Any]], lag: Any) -> None
                "so low coverage there is expected, not a stall.")
 
 
-def main() -> None:
-    view = header("On-call")
-    if view is None:
-        return
-    rolled = {w: query(loss.rolling, flt=view, window=w) for w in ("1h", "6h")}
-    if rolled["1h"].empty:
-        st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
-                "filter: widen the time range or remove a segment.")
-        return
-    rep = query(report.build_report, flt=view)
-    findings = rep["findings"]
+def _now_section(view: Any, rolled: dict[str, pd.DataFrame], findings: list[dict[str, Any]]) -> None:
     lag = query(views.label_lag_anywhere, flt=view)
     sat = query(saturation.score_saturation, flt=view, bucket="hour")
-
-    can = rep.get("canary") or {}
-    _alerts_section(view, (can["baseline"], can["candidate"]) if can else None)
-    _findings_section(view, findings, can.get("baseline"))
     st.subheader("Now")
     _headline(rolled["1h"], rolled["6h"], sat, lag)
     if int(rolled["1h"]["n"].sum()) == 0:
@@ -253,9 +241,38 @@ def main() -> None:
         key="oc_counters")
     st.caption("Scores per hour that are NaN / inf (excluded from loss), exactly 0 or 1 (a "
                "pipeline writing decisions, not probabilities), or otherwise beyond [0.01, 0.99].")
-    _segments_section(view)
-    _canary_section(view)
-    _labels_section(view, findings, lag)
+
+
+def main() -> None:
+    view = header("On-call")
+    if view is None:
+        return
+    rolled: dict[str, pd.DataFrame] = {}
+    with section("The rolling log loss"):
+        rolled = {w: query(loss.rolling, flt=view, window=w) for w in ("1h", "6h")}
+    if not rolled:
+        return
+    if rolled["1h"].empty:
+        st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
+                "filter: widen the time range or remove a segment.")
+        return
+    rep: dict[str, Any] = {}
+    with section("The findings"):
+        rep = query(report.build_report, flt=view)
+    findings = rep.get("findings", [])
+    can = rep.get("canary") or {}
+    with section("The alerts"):
+        _alerts_section(view, (can["baseline"], can["candidate"]) if can else None)
+    if rep:
+        _findings_section(view, findings, can.get("baseline"))
+    with section("The current figures"):
+        _now_section(view, rolled, findings)
+    with section("The segment ranking"):
+        _segments_section(view)
+    with section("The canary comparison"):
+        _canary_section(view)
+    with section("Label coverage"):
+        _labels_section(view, findings)
 
 
 main()
