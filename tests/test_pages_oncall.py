@@ -118,3 +118,22 @@ def test_window_without_data_says_why(tmp_path: Path, monkeypatch: pytest.Monkey
     at = run_app(db, monkeypatch, {"model": "fraud", "from": "2025-01-01T00:00:00Z",
                                    "to": "2025-01-02T00:00:00Z"})
     assert any("No predictions in" in i for i in texts(at.info)), texts(at.info)
+
+
+def test_analysis_error_ends_its_section_not_the_page(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from lossboard.dashboard.analysis import segments
+    from lossboard.errors import QueryError
+
+    def excess_loss_all(con, flt, **params):  # state.query finds it by module and name
+        raise QueryError("segment ranking broke on purpose")
+
+    excess_loss_all.__module__ = segments.__name__
+    monkeypatch.setattr(segments, "excess_loss_all", excess_loss_all)
+    db = small_db(tmp_path)
+    at = run_app(db, monkeypatch, {"model": "fraud", "from": "2024-03-01T00:00:00Z",
+                                   "to": "2024-03-03T00:00:00Z"})
+    assert any("The segment ranking could not be computed: segment ranking broke on purpose" in e
+               for e in texts(at.error))
+    # The sections after it still render.
+    assert any("Labels: coverage and lag" in h for h in texts(at.subheader))
