@@ -377,6 +377,8 @@ def report_cmd(
         flt = Filter(start=from_, end=to, model=model, versions=tuple(version or ()),
                      segments=parse_pairs(segment or [], "--segment"),
                      reference_start=reference_from, reference_end=reference_to)
+        if db.exists():
+            ensure_database(db)  # upgrades a database written by an older lossboard
         with read_connection(db) as con:
             rep = build_report(con, flt, bins=bins, min_samples=min_samples, include_drift=drift_)
     except LossboardError as exc:
@@ -609,6 +611,7 @@ def ensure_sample_database(db: Path, sample_dir: Path = SAMPLE_DIR) -> IngestRep
     from lossboard.dashboard.analysis import health
 
     if db.exists():
+        ensure_database(db)  # upgrades a database written by an older lossboard
         with read_connection(db) as con:
             has_tables = con.execute("SELECT count(*) FROM information_schema.tables "
                                      "WHERE table_name = 'predictions'").fetchone()[0]
