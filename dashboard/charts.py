@@ -380,7 +380,12 @@ def histogram_heatmap_figure(hist: Any, *, value_title: str, height: int = 360) 
         share = n / total
         mids = [f"[{lo:.2f}, {hi:.2f})" for lo, hi in zip(hist.edges[:-1], hist.edges[1:])]
         custom = [[(int(c), int(t) if t == t else 0) for c, t in zip(row, total)] for row in n.to_numpy()]
+        # One bin usually holds most scores (a fraud model's [0, 0.05)); the colour scale tops
+        # out at the largest share of the other bins, so their shifts stay visible.
+        others = share.drop(index=share.mean(axis=1).idxmax()) if len(share) > 1 else share
+        zmax = float(others.max().max()) if others.notna().any().any() else None
         fig.add_trace(go.Heatmap(x=list(n.columns), y=mids, z=share.to_numpy(), customdata=custom,
+                                 zmin=0, zmax=zmax or None,
                                  colorscale="Viridis", colorbar=dict(title="fraction", tickformat=".0%"),
                                  name="share of rows",
                                  hovertemplate="%{x}<br>bin %{y}<br>%{z:.1%} of the bucket"
@@ -393,9 +398,11 @@ def histogram_heatmap_figure(hist: Any, *, value_title: str, height: int = 360) 
 
 
 def activation_tail_figure(by_bucket: pd.DataFrame, *, threshold: float = 0.9,
+                           reference: Mapping[str, float] | None = None,
                            marks: Sequence[tuple[Any, str]] = (), height: int = 320) -> go.Figure:
     """Fraction of each activation column's values with ``|a| > threshold`` per bucket
-    (``saturation.activation_saturation(...).by_bucket``); low-confidence buckets hollow."""
+    (``saturation.activation_saturation(...).by_bucket``); low-confidence buckets hollow;
+    ``reference`` (column -> fraction in the reference window) as dotted lines."""
     fig = go.Figure()
     low_x: list[Any] = []
     low_y: list[Any] = []
@@ -414,6 +421,13 @@ def activation_tail_figure(by_bucket: pd.DataFrame, *, threshold: float = 0.9,
         low_n += [v for v, k in zip(frame["n"].tolist(), keep) if k]
     if low_x:
         fig.add_trace(_low_confidence_trace(low_x, low_y, low_n, unit="saturated", fmt=".1%"))
+    if reference and not by_bucket.empty:
+        x = [by_bucket["bucket_start"].min(), by_bucket["bucket_start"].max()]
+        for i, (column, value) in enumerate(sorted(reference.items())):
+            fig.add_trace(go.Scatter(x=x, y=[value, value], mode="lines",
+                                     name=f"{column} in the reference window",
+                                     line=dict(color=_COLOURS[i % len(_COLOURS)], dash="dot"),
+                                     hovertemplate="%{y:.1%} in the reference window<extra></extra>"))
     base_layout(fig, x_title="time bucket (UTC)", y_title="saturated activations (fraction)",
                 height=height)
     fig.update_layout(yaxis=dict(tickformat=".0%", rangemode="tozero"))

@@ -144,6 +144,8 @@ def test_histogram_and_activation_figures() -> None:
                          "frac_tail": [0.02, 0.4], "n": [5000, 20], "low_confidence": [False, True]})
     fig = charts.activation_tail_figure(acts)
     assert names(fig) == ["h1_tanh: |a| > 0.9", LOW_CONFIDENCE_NAME]
+    fig = charts.activation_tail_figure(acts, reference={"h1_tanh": 0.02})
+    assert names(fig)[-1] == "h1_tanh in the reference window" and list(fig.data[-1].y) == [0.02, 0.02]
     assert fig.layout.yaxis.title.text == "saturated activations (fraction)"
 
 

@@ -190,10 +190,13 @@ def _scores_tab(view: Any) -> None:
     if not acts.columns:
         st.info("This model logs no activation column.")
         return
-    st.plotly_chart(charts.activation_tail_figure(acts.by_bucket, threshold=acts.threshold),
-                    key="dbg_activations")
-    st.caption(f"Share of each activation's values with |a| > {acts.threshold:g} per {bucket}: "
-               "a saturated tanh unit passes almost no gradient and flags inputs out of range.")
+    ref = query(saturation.activation_saturation, flt=view.reference(), bucket="day").overall
+    levels = {r["column"]: float(r["frac_tail"]) for _, r in ref.iterrows() if not pd.isna(r["frac_tail"])}
+    st.plotly_chart(charts.activation_tail_figure(acts.by_bucket, threshold=acts.threshold,
+                                                  reference=levels), key="dbg_activations")
+    st.caption(f"Share of each activation's values with |a| > {acts.threshold:g} per {bucket}, "
+               "dotted: the same share in the reference window. A saturated tanh unit passes "
+               "almost no gradient and flags inputs out of the range it was trained on.")
 
 
 def main() -> None:
