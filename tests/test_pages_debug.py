@@ -82,3 +82,15 @@ def test_window_without_data_says_why(tmp_path: Path, monkeypatch: pytest.Monkey
     at = run_app(db, monkeypatch, {"model": "fraud", "from": "2025-01-01T00:00:00Z",
                                    "to": "2025-01-02T00:00:00Z"}, page="pages/debug.py")
     assert any("No predictions in" in i for i in texts(at.info)), texts(at.info)
+
+
+def test_segment_filter_changes_what_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    shown = {}
+    for name, query in (("all", QUERY), ("eu", {**QUERY, "segment": "region=eu"})):
+        at = run_app(db, monkeypatch, query, page="pages/debug.py")
+        with read_connection(str(db)) as con:
+            expected = calibration.calibration_errors(con, view_of(db, query)).n
+        shown[name] = {m.label: m.value for m in at.metric}["labelled rows"]
+        assert shown[name] == f"{expected:,}"
+    assert shown["all"] != shown["eu"]
