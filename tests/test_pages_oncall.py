@@ -137,3 +137,14 @@ def test_analysis_error_ends_its_section_not_the_page(tmp_path: Path,
                for e in texts(at.error))
     # The sections after it still render.
     assert any("Labels: coverage and lag" in h for h in texts(at.subheader))
+
+
+def test_look_back_link_when_the_window_starts_after_the_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    at = run_app(db, monkeypatch, {"model": "fraud", "from": "2024-03-02T00:00:00Z",
+                                   "to": "2024-03-03T00:00:00Z"})
+    back = [q for label, q in links(at) if label.startswith("Older incidents")]
+    assert back == [{"model": ["fraud"], "range": ["all"]}]
+    at = run_app(db, monkeypatch, {"model": "fraud", "range": "all"})
+    assert not [label for label, _ in links(at) if label.startswith("Older incidents")]

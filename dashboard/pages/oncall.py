@@ -18,11 +18,13 @@ import streamlit as st
 
 from lossboard.dashboard import charts
 from lossboard.dashboard.analysis import canary, labels, loss, report, saturation, segments, views
+from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
 from lossboard.dashboard.state import query
 from lossboard.errors import LossboardError
 
 DEBUG_PAGE = "pages/debug.py"
+ONCALL_PAGE = "pages/oncall.py"
 #: Findings, as ``report.findings`` codes, with the words the page shows for them.
 TITLES = {
     "loss_regression": "Log loss regression",
@@ -106,6 +108,11 @@ def _findings_section(view: Any, findings: list[dict[str, Any]], baseline: str |
     st.caption(f"From `lossboard report` over {fmt_time(view.start)} – {fmt_time(view.end)} "
                f"against the reference window {fmt_time(view.reference_start)} – "
                f"{fmt_time(view.reference_end)}. Each link opens Debug on that slice.")
+    whole = query(views.resolve_view, flt=Filter(model=view.model))
+    if whole.start is not None and view.start > whole.start:
+        st.page_link(ONCALL_PAGE, icon=":material/history:", query_params={
+            "model": view.model, "range": "all"},
+            label=f"Older incidents are outside this window: look back to {fmt_time(whole.start)}")
     if not findings:
         st.success("No finding in this window: loss, canary, drift, scores, activations and "
                    "label delivery all look like the reference window.")
