@@ -674,10 +674,16 @@ def _copy_new_labels(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Copy this file's accepted labels onto their predictions (schema.copy_labels); returns
     (labels with no prediction yet, labels timed before their prediction)."""
     schema.match_labels(con, schema.label_matches_sql(
-        f"{_T}.predictions", "staged", "l._lb_reason IS NULL", extra=", l._lb_ord AS ord"))
+        f"{_T}.predictions", "staged", "l._lb_reason IS NULL",
+        extra=", l._lb_ord AS ord, l.model IS NULL AS any_model"))
+    # A label with a model matches at most one prediction, so only model-less labels need
+    # a DISTINCT (which cost 7 s over 8.8M matches at 10M rows).
     n_accepted, n_matched, n_before = con.execute(
         """SELECT (SELECT count(*) FROM staged WHERE _lb_reason IS NULL),
-                  count(DISTINCT ord), count(DISTINCT ord) FILTER (WHERE label_ts < ts)
+                  count(*) FILTER (WHERE NOT any_model)
+                  + count(DISTINCT ord) FILTER (WHERE any_model),
+                  count(*) FILTER (WHERE NOT any_model AND label_ts < ts)
+                  + count(DISTINCT ord) FILTER (WHERE any_model AND label_ts < ts)
            FROM lb_label_matches""").fetchone()
     schema.copy_labels(con, f"{_T}.")
     return int(n_accepted - n_matched), int(n_before)

@@ -162,3 +162,23 @@ def test_a_schema_1_database_is_upgraded(tmp_path: Path) -> None:
     assert query(db, "SELECT request_id, label FROM predictions ORDER BY 1") == [
         ("a", "1"), ("b", "0"), ("c", None)]
     assert query(db, "SELECT request_id FROM labelled ORDER BY 1") == [("a",), ("b",)]
+
+
+def test_label_statistics_count_each_label_once(tmp_path: Path) -> None:
+    # s is scored by two models: its model-less label matches two predictions but is one label.
+    db = tmp_path / "lb.duckdb"
+    for model in ("m", "n"):
+        ingest_one(db, write_csv(tmp_path, f"p_{model}.csv",
+                                 f"request_id,ts,p\ns,2026-01-02,0.5\n{model}1,2026-01-02,0.5\n"),
+                   model=model, model_version="v1")
+    result = ingest_one(db, write_csv(tmp_path, "l.csv", """\
+        request_id,model,label,label_ts
+        s,,1,2026-01-01
+        m1,m,0,2026-01-01
+        n1,n,1,2026-01-03
+        nobody,m,1,2026-01-03
+        """), kind="labels")
+    # nobody: no prediction; s (both models) and m1 are timed before their predictions.
+    assert (result.n_accepted, result.n_unmatched_labels, result.n_label_before_prediction) == (4, 1, 2)
+    assert query(db, "SELECT model, request_id, label FROM predictions ORDER BY 1, 2") == [
+        ("m", "m1", "0"), ("m", "s", "1"), ("n", "n1", "1"), ("n", "s", "1")]

@@ -92,11 +92,17 @@ def resolve_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
 
 
 def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
-                 min_samples: int = base.DEFAULT_MIN_SAMPLES, include_drift: bool = True) -> dict[str, Any]:
-    """Every section of docs/report-json.md for ``flt`` (see there for the fields)."""
+                 min_samples: int = base.DEFAULT_MIN_SAMPLES, include_drift: bool = True,
+                 auc: bool = True) -> dict[str, Any]:
+    """Every section of docs/report-json.md for ``flt`` (see there for the fields).
+
+    ``auc=False`` leaves ``overall.roc_auc`` / ``pr_auc`` null: the exact AUC sorts every
+    labelled row and is the report's single most expensive figure (about 40% of it at 10M
+    rows); a page that does not show it (On-call) should not pay for it.
+    """
     flt = resolve_windows(con, flt)
     info = base.model_info(con, flt.model)
-    summary = loss.overall(con, flt, min_samples=min_samples)
+    summary = loss.overall(con, flt, min_samples=min_samples, auc=auc)
     cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
     sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples)
     days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False)
