@@ -20,22 +20,29 @@ def _select(at, label: str):
     return next(s for s in at.selectbox if s.label == label)
 
 
-def test_drift_ece_and_top_loss_equal_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tabs_show_the_analysis_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = small_db(tmp_path)
-    at = run_app(db, monkeypatch, QUERY, page="pages/debug.py")
     view = view_of(db, QUERY)
     with read_connection(str(db)) as con:
         table = views.drift_table(con, views.drift_window(view))
         ece = calibration.calibration_errors(con, view, strategy="uniform").ece
         top = samples.top_loss_samples(con, view, k=100)
+    # Drift is the default tab; only the open tab's sections run.
+    at = run_app(db, monkeypatch, QUERY, page="pages/debug.py")
     shown = next(d.value for d in at.dataframe if "ks_pvalue" in d.value.columns)
     assert shown["feature"].tolist() == table["feature"].tolist()
     assert shown["psi"].astype(float).round(12).tolist() == table["psi"].astype(float).round(12).tolist()
+    assert "ECE" not in {m.label for m in at.metric}
+    # Opening a tab reruns the page with it, and the URL says so.
+    at.session_state["w_dbg_focus"] = "Calibration"
+    at.run()
+    assert at.query_params.get("dbg_focus") == "calibration"
     assert {m.label: m.value for m in at.metric}["ECE"] == f"{ece:.4f}"
+    at = run_app(db, monkeypatch, {**QUERY, "dbg_focus": "errors"}, page="pages/debug.py")
     rows = next(d.value for d in at.dataframe if "loss" in d.value.columns and "rank" in d.value.columns)
     assert rows["request_id"].tolist() == top.rows["request_id"].tolist()
     assert at.get("download_button"), "the top-loss table is downloadable"
-    assert len(at.get("plotly_chart")) >= 5
+    assert len(at.get("plotly_chart")) == 1  # the error heatmap
 
 
 def test_page_params_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,19 +51,22 @@ def test_page_params_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             "dbg_cal": "quantile"}
     at = run_app(db, monkeypatch, link, page="pages/debug.py")
     assert _select(at, "Drill down to feature").value == "device"
-    assert (_select(at, "Heatmap x").value, _select(at, "Heatmap y").value) == ("device", "amount")
-    assert at.get("segmented_control")[0].value == "quantile"
-    with read_connection(str(db)) as con:
-        ece = calibration.calibration_errors(con, view_of(db, QUERY), strategy="quantile").ece
-    assert {m.label: m.value for m in at.metric}["ECE"] == f"{ece:.4f}"
     # Changing a widget writes it back to the URL, so the link reopens the new drill-down; the
     # default (the most drifted feature) leaves the URL clean.
     options = _select(at, "Drill down to feature").options
     _select(at, "Drill down to feature").set_value(options[-1]).run()
     assert at.query_params.get("dbg_feature") == options[-1]
-    assert at.query_params.get("dbg_cal") == "quantile"
     _select(at, "Drill down to feature").set_value(options[0]).run()
     assert "dbg_feature" not in at.query_params
+    # The other tabs' keys wait in the URL until their tab opens.
+    assert at.query_params.get("dbg_cal") == "quantile"
+    at = run_app(db, monkeypatch, {**link, "dbg_focus": "errors"}, page="pages/debug.py")
+    assert (_select(at, "Heatmap x").value, _select(at, "Heatmap y").value) == ("device", "amount")
+    at = run_app(db, monkeypatch, {**link, "dbg_focus": "calibration"}, page="pages/debug.py")
+    assert at.get("segmented_control")[0].value == "quantile"
+    with read_connection(str(db)) as con:
+        ece = calibration.calibration_errors(con, view_of(db, QUERY), strategy="quantile").ece
+    assert {m.label: m.value for m in at.metric}["ECE"] == f"{ece:.4f}"
 
 
 def test_bad_page_param_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,13 +77,13 @@ def test_bad_page_param_is_reported_not_raised(tmp_path: Path, monkeypatch: pyte
 
 def test_no_labels_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = small_db(tmp_path, labels="none")
-    at = run_app(db, monkeypatch, QUERY, page="pages/debug.py")
+    at = run_app(db, monkeypatch, {**QUERY, "dbg_focus": "errors"}, page="pages/debug.py")
     assert any("No labels yet for this window: label lag p90 is" in i for i in texts(at.info))
 
 
 def test_one_class_only_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = small_db(tmp_path, labels="ones")
-    at = run_app(db, monkeypatch, QUERY, page="pages/debug.py")
+    at = run_app(db, monkeypatch, {**QUERY, "dbg_focus": "calibration"}, page="pages/debug.py")
     assert any("one class only" in w for w in texts(at.warning)), texts(at.warning)
 
 
@@ -88,7 +98,7 @@ def test_segment_filter_changes_what_is_shown(tmp_path: Path, monkeypatch: pytes
     db = small_db(tmp_path)
     shown = {}
     for name, query in (("all", QUERY), ("eu", {**QUERY, "segment": "region=eu"})):
-        at = run_app(db, monkeypatch, query, page="pages/debug.py")
+        at = run_app(db, monkeypatch, {**query, "dbg_focus": "calibration"}, page="pages/debug.py")
         with read_connection(str(db)) as con:
             expected = calibration.calibration_errors(con, view_of(db, query)).n
         shown[name] = {m.label: m.value for m in at.metric}["labelled rows"]

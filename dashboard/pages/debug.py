@@ -17,8 +17,8 @@ same drill-down:
 ``dbg_cal``
     the reliability bins: ``uniform`` (equal width) or ``quantile`` (equal mass);
 ``dbg_focus``
-    the tab that opens first: ``drift``, ``errors``, ``calibration`` or ``scores`` (set by the
-    On-call page's links; not written back when another tab is clicked).
+    the open tab: ``drift`` (default), ``errors``, ``calibration`` or ``scores``; only the open
+    tab's queries run.
 """
 
 from __future__ import annotations
@@ -213,16 +213,21 @@ def main() -> None:
         st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
                 "filter: widen the time range or remove a segment.")
         return
-    focus = st.query_params.get("dbg_focus")
-    tabs = st.tabs(list(TABS.values()), default=TABS.get(focus or "", None))
-    with tabs[0], section("Drift"):
-        _drift_tab(view)
-    with tabs[1], section("The error heatmap and top-loss samples"):
-        _errors_tab(view, summary.n, lag)
-    with tabs[2], section("Calibration"):
-        _calibration_tab(view, summary, lag)
-    with tabs[3], section("Score and activation saturation"):
-        _scores_tab(view)
+    # The open tab is tracked (a tab switch reruns the page) so that only its queries run and
+    # the URL says which one a postmortem link opens.
+    key = "w_dbg_focus"
+    page_param("dbg_focus", key, lambda raw: TABS[_choice(list(TABS))(raw)], TABS["drift"])
+    tabs = st.tabs(list(TABS.values()), key=key, on_change="rerun")
+    focus = next((k for k, label in TABS.items() if label == st.session_state.get(key)), "drift")
+    set_page_param("dbg_focus", None if focus == "drift" else focus)
+    sections = (("Drift", lambda: _drift_tab(view)),
+                ("The error heatmap and top-loss samples", lambda: _errors_tab(view, summary.n, lag)),
+                ("Calibration", lambda: _calibration_tab(view, summary, lag)),
+                ("Score and activation saturation", lambda: _scores_tab(view)))
+    for tab, (what, draw) in zip(tabs, sections):
+        if tab.open is not False:
+            with tab, section(what):
+                draw()
 
 
 main()
