@@ -265,7 +265,7 @@ def main() -> None:
         return
     rep: dict[str, Any] = {}
     with section("The findings"):
-        rep = query(report.build_report, flt=view)
+        rep = query(report.build_report, flt=view, auc=False)  # AUC is not shown here
     findings = rep.get("findings", [])
     can = rep.get("canary") or {}
     with section("The alerts"):
