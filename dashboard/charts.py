@@ -450,7 +450,7 @@ def loss_trend_figure(days: pd.DataFrame, *, slo_target: float | None = None,
     fig = go.Figure()
     if selected is not None and selected[0] is not None and selected[1] is not None:
         fig.add_vrect(x0=pd.Timestamp(selected[0]), x1=pd.Timestamp(selected[1]), layer="below",
-                      fillcolor="rgba(255,193,7,0.12)", line_width=0,
+                      fillcolor="rgba(255,193,7,0.07)", line=dict(color="rgba(200,150,0,0.5)", width=1, dash="dot"),
                       annotation_text="selected range", annotation_position="top left",
                       annotation_font=dict(size=12, color="#8a6d00"))
     if not days.empty:

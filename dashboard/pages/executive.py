@@ -47,6 +47,8 @@ st.caption(f"Model `{flt.model}` · {window.start:%Y-%m-%d %H:%M} to {window.end
            f"UTC · {html_report.describe_reference(window)}")
 
 # --------------------------------------------------------------------------- tiles
+# Readable across a meeting room: larger tile values than Streamlit's default (this page only).
+st.html("<style>[data-testid='stMetricValue']{font-size:3.4rem;font-weight:600}</style>")
 tiles = st.columns(4)
 if summary.log_loss is None:
     # The lag of the model's whole history: this window has no labels to measure it on.
