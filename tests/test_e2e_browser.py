@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -354,25 +355,28 @@ def test_every_page_on_the_sample_and_a_shared_url(
         browser_page: tuple[Page, Traffic]) -> None:
     from playwright.sync_api import expect
 
+    # expect() waits 5 s by default, whatever page.set_default_timeout says; a cold page of
+    # the sample takes longer on a loaded 2-core machine.
+    wait = {"timeout": SAMPLE_TIMEOUT_MS}
     server = serve(sample_db)
     page, traffic = browser_page
     page.set_default_timeout(SAMPLE_TIMEOUT_MS)
     for url_path, title in PAGES:
         page.goto(server.url + url_path)
-        expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
-        _wait_idle(page)
-        expect(page.get_by_test_id("stException")).to_have_count(0)
-        expect(page.get_by_text("Page not found")).to_have_count(0)
+        expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(**wait)
         # The sidebar wrote the Filter into the URL: every view is a link.
-        assert "model=fraud" in page.url and "range=7d" in page.url, page.url
+        page.wait_for_url(lambda url: "model=fraud" in url and "range=7d" in url)
+        _wait_idle(page)
+        expect(page.get_by_test_id("stException")).to_have_count(0, **wait)
+        expect(page.get_by_text("Page not found")).to_have_count(0, **wait)
         shot = _shot(page, f"page-{url_path or 'oncall'}")
         assert shot.stat().st_size > 30_000, (title, shot.stat().st_size)
 
     # Executive: the tiles, then a filter change through the sidebar.
     page.goto(server.url + "executive")
     _wait_idle(page)
-    expect(_metric_value(page, "Log loss")).not_to_have_text("—")
-    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    expect(_metric_value(page, "Log loss")).to_have_text(re.compile(r"^\d"), **wait)
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(**wait)
     week = _tiles(page)
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(
         has_text="Time range").click()
@@ -387,7 +391,10 @@ def test_every_page_on_the_sample_and_a_shared_url(
     shared = page.url
     other = page.context.new_page()
     other.goto(shared)
-    expect(other.get_by_role("heading", name="Executive", exact=True)).to_be_visible()
+    expect(other.get_by_role("heading", name="Executive", exact=True)).to_be_visible(**wait)
+    # Streamlit may report "not running" before a new session's first run starts: wait for
+    # the tile itself, then compare them all.
+    expect(_metric_value(other, "Log loss")).to_have_text(month["Log loss"], **wait)
     _wait_idle(other)
     assert _tiles(other) == month
     assert other.url == shared
@@ -397,11 +404,11 @@ def test_every_page_on_the_sample_and_a_shared_url(
     page.go_back()
     page.wait_for_url("**range=7d**")
     _wait_idle(page)
-    expect(_metric_value(page, "Log loss")).to_have_text(week["Log loss"])
+    expect(_metric_value(page, "Log loss")).to_have_text(week["Log loss"], **wait)
     page.go_forward()
     page.wait_for_url("**range=30d**")
     _wait_idle(page)
-    expect(_metric_value(page, "Log loss")).to_have_text(month["Log loss"])
+    expect(_metric_value(page, "Log loss")).to_have_text(month["Log loss"], **wait)
 
     # The download button gives the file `lossboard export-report` writes for the same filter.
     with page.expect_download(timeout=SAMPLE_TIMEOUT_MS) as download:
