@@ -276,6 +276,8 @@ def _draw(errors: list[str]) -> tuple[Filter, dict[str, list[str]]]:
         ref_start = _time_input("Reference from (UTC)", W_REF_FROM)
         ref_end = _time_input("Reference to (UTC, exclusive)", W_REF_TO)
     elif mode == "version" and opts.versions:
+        if state.get(W_REF_VERSION) not in opts.versions:
+            state[W_REF_VERSION] = opts.versions[0]  # a version of the model chosen before
         ref_version = st.sidebar.selectbox("Reference version", opts.versions, key=W_REF_VERSION)
 
     flt = _make_filter(errors, model=model, versions=tuple(versions), segments=tuple(segments),

@@ -71,6 +71,10 @@ def exec_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _ingest(db, preds, model="fraud", segments=("region",))
     _ingest(db, labels, model="fraud")
     _ingest(db, kpi, kind="kpi")
+    # A second model (after "fraud" by name, so "fraud" stays the default), other versions.
+    other = pd.read_csv(preds).head(300).assign(model_version="z1")
+    other.to_csv(folder / "zeta.csv", index=False)
+    _ingest(db, folder / "zeta.csv", model="zeta", segments=("region",))
     return db
 
 
@@ -223,6 +227,21 @@ def test_bad_url_values_are_explained(exec_db: Path, monkeypatch: pytest.MonkeyP
     assert at.metric, "the page still shows the view without the bad value"
 
 
+def test_switching_model_drops_the_old_models_choices(exec_db: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(exec_db, monkeypatch, {"version": "v2", "ref": "version", "ref_version": "v1",
+                                      "segment": "region=eu"})
+    assert _filter(at).reference_version == "v1" and _filter(at).versions == ("v2",)
+    at.sidebar.selectbox(key="lb_model").select("zeta").run()
+    assert not at.exception, [e.value for e in at.exception]
+    flt = _filter(at)
+    # zeta has no v1/v2: the versions are dropped, the reference is zeta's own version; the
+    # segment value exists for zeta too, so it stays.
+    assert (flt.model, flt.versions, flt.reference_version) == ("zeta", (), "z1")
+    assert flt.segments == (("region", "eu"),)
+    assert _url(at)["model"] == ["zeta"] and "version" not in _url(at)
+
+
 def test_slo_target_is_a_page_parameter(exec_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _open(exec_db, monkeypatch, {"range": "all", "slo_target": "0.5"})
     assert at.number_input(key="lb_slo_target").value == 0.5
@@ -341,7 +360,7 @@ def test_filter_options(exec_db: Path) -> None:
         opts = executive.filter_options(con)
         with pytest.raises(Exception, match="no model 'nope'"):
             executive.filter_options(con, "nope")
-    assert opts.models == ("fraud",) and opts.versions == ("v1", "v2")
+    assert opts.models == ("fraud", "zeta") and opts.versions == ("v1", "v2")
     assert set(opts.segments["region"]) == {"eu", "us"} and opts.kpis == ("chargebacks",)
     assert opts.first_ts < opts.last_ts
 
