@@ -369,6 +369,8 @@ def test_every_page_on_the_sample_and_a_shared_url(
         _wait_idle(page)
         expect(page.get_by_test_id("stException")).to_have_count(0, **wait)
         expect(page.get_by_text("Page not found")).to_have_count(0, **wait)
+        if title != "Data health":  # the other pages open with at least one chart, drawn
+            expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(**wait)
         shot = _shot(page, f"page-{url_path or 'oncall'}")
         assert shot.stat().st_size > 30_000, (title, shot.stat().st_size)
 
