@@ -46,7 +46,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # Messages quote user input and config tables ("[[slo]] #1"): never read them as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -630,12 +633,26 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="Port to serve the dashboard on.")] = 8501,
     sample: Annotated[bool, typer.Option("--sample", help="Ingest the bundled sample data first if the database is missing or empty.")] = False,
     headless: Annotated[bool, typer.Option(help="Do not open a browser window.")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Open the dashboard in the browser (Streamlit).
 
-    Example: lossboard serve --db lossboard.duckdb --port 8501
+    The SLOs, alert rules and maintenance windows the pages show come from --config, else
+    $LOSSBOARD_CONFIG, else ./lossboard.toml; with --sample and none of those, the sample's
+    own sample_data/lossboard.toml.
+
+    Example: lossboard serve --db lossboard.duckdb --port 8501 --config lossboard.toml
     """
+    from lossboard.dashboard import monitoring_config
+
+    env = {**os.environ, "LOSSBOARD_DB": str(db.resolve())}
+    if config is not None:
+        env[monitoring_config.CONFIG_ENV] = str(config.resolve())
+    elif sample and not env.get(monitoring_config.CONFIG_ENV) and not Path("lossboard.toml").exists():
+        env[monitoring_config.CONFIG_ENV] = str(SAMPLE_DIR / "lossboard.toml")
     try:
+        if config is not None or monitoring_config.CONFIG_ENV in env:
+            monitoring_config.load(env.get(monitoring_config.CONFIG_ENV))  # fail here, not per page
         if sample:
             report = ensure_sample_database(db)
             if report is not None:
@@ -653,8 +670,11 @@ def serve_cmd(
            "--browser.gatherUsageStats", "false", "--browser.serverAddress", "localhost",
            "--client.toolbarMode", "minimal",
            "--", "--db", str(db.resolve())]
-    console.print(f"lossboard dashboard on http://localhost:{port} (database {db})")
-    server = subprocess.Popen(cmd, env={**os.environ, "LOSSBOARD_DB": str(db.resolve())})
+    used = env.get(monitoring_config.CONFIG_ENV) or ("lossboard.toml" if Path("lossboard.toml").exists()
+                                                      else "default rules, no SLOs")
+    console.print(f"lossboard dashboard on http://localhost:{port} (database {db}; config {used})",
+                  highlight=False)
+    server = subprocess.Popen(cmd, env=env)
     # A SIGTERM meant for `lossboard serve` (a supervisor, `kill PID`) must stop Streamlit too,
     # or it keeps the port and keeps reading the database.
     signal.signal(signal.SIGTERM, lambda signum, frame: server.terminate())

@@ -272,3 +272,13 @@ def test_columns_set_pii_leaves_no_raw_bytes_in_the_file(tmp_path: Path, cli: Cl
 ])
 def test_columns_errors(ingested: Path, cli: CliRunner, args: list[str], message: str) -> None:
     assert_one_line_error(invoke(cli, "columns", "--db", ingested, *args), message)
+
+
+def test_serve_refuses_a_bad_config_before_starting(cli: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "lossboard.toml"
+    bad.write_text("[[slo]]\nmodel = 'fraud'\nobjective = 'high'\n")
+    result = invoke(cli, "serve", "--db", tmp_path / "lb.duckdb", "--config", bad, "--headless")
+    assert result.exit_code != 0
+    assert f"{bad} [[slo]] #1" in result.stderr  # the table named as written, not eaten as markup
+    missing = invoke(cli, "serve", "--db", tmp_path / "lb.duckdb", "--config", tmp_path / "nope.toml")
+    assert missing.exit_code != 0 and "not found" in (missing.stdout + missing.stderr)
