@@ -41,7 +41,18 @@ APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 def run_child(page: str, db: Path) -> None:
     """In the subprocess: the page twice, timing the data work; one JSON line on stdout."""
     os.environ["LOSSBOARD_DB"] = str(db)
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
+
+    # Run app.py (sidebar, Filter) on every run, as `lossboard serve` does (dashboard/
+    # server.py; tests/test_executive.py explains why AppTest needs telling).
+    original_init = PagesManager.__init__
+
+    def init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init
 
     from lossboard.dashboard import state
 

@@ -49,26 +49,28 @@ def _cached(fn_module: str, fn_name: str, db: str, version: tuple[float, int],
 
 def database_ready() -> bool:
     """True once the database exists and holds predictions, labels or KPIs."""
-    from lossboard.dashboard.analysis.health import table_counts
+    from lossboard.dashboard.analysis.health import has_data
     from lossboard.errors import LossboardError
 
     if not db_path().exists():
         return False
     try:
-        return not query(table_counts).empty
+        # Not table_counts: its unmatched-labels count is an anti-join (3-4 s at 10M rows),
+        # and every page's first run after an ingest asks this.
+        return query(has_data)
     except LossboardError:
         return False
 
 
 def database_problem() -> str | None:
     """Why the database file cannot be read (not a DuckDB file, no lossboard tables), or None."""
-    from lossboard.dashboard.analysis.health import table_counts
+    from lossboard.dashboard.analysis.health import has_data
     from lossboard.errors import LossboardError
 
     if not db_path().exists():
         return None
     try:
-        query(table_counts)
+        query(has_data)
     except LossboardError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a DuckDB catalog error: not a lossboard database

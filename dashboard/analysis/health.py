@@ -35,6 +35,14 @@ class TableCounts:
         return self.n_predictions == 0 and self.n_labels == 0 and self.n_kpi_points == 0
 
 
+def has_data(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when predictions, labels or KPIs hold a row (what :meth:`TableCounts.empty`
+    says, without counting anything)."""
+    return bool(con.execute(
+        "SELECT EXISTS (SELECT 1 FROM predictions) OR EXISTS (SELECT 1 FROM labels) "
+        "OR EXISTS (SELECT 1 FROM kpis)").fetchone()[0])
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> TableCounts:
     """Row counts of every data table (one query each; cheap, DuckDB keeps counts)."""
     one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
