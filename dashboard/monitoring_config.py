@@ -26,7 +26,7 @@ from lossboard.errors import ConfigError, QueryError
 #: The evaluation grid: every window is a multiple of this many minutes.
 STEP_MINUTES = 5
 #: Where ``lossboard alerts`` links to when ``[alerts] dashboard_url`` is not set.
-DEFAULT_DASHBOARD_URL = "http://localhost:8501/oncall"
+DEFAULT_DASHBOARD_URL = "http://localhost:8501/"
 #: The environment variable naming a config file (used by :func:`load` without a path).
 CONFIG_ENV = "LOSSBOARD_CONFIG"
 SEVERITIES = ("page", "ticket")

@@ -86,7 +86,7 @@ def test_incident_fires_inside_and_not_before(con, config, rule, key, before, in
     alert = found[0]
     assert utc(earliest) <= alert.since <= utc(latest), alert.since
     assert alert.as_of == utc(inside)
-    assert alert.url.startswith("http://localhost:8501/oncall?")
+    assert alert.url.startswith("http://localhost:8501/?")
     assert "model=fraud" in alert.url
 
 
@@ -216,7 +216,7 @@ def test_alerts_in_a_real_process(sample_db: Path) -> None:
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "PAGE nonfinite_scores [fraud, v1]" in proc.stdout
-    assert "http://localhost:8501/oncall?" in proc.stdout
+    assert "http://localhost:8501/?" in proc.stdout
 
 
 def test_alerts_bad_config_is_one_line(sample_db: Path, tmp_path: Path) -> None:
