@@ -439,7 +439,9 @@ def export_report_cmd(
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
         _fail(f"cannot write {out}: {exc.strerror or exc}")
-    console.print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.1f} MB)", highlight=False)
+    # soft_wrap: a long path must stay on one line (scripts grep for it; Rich wraps at 80).
+    console.print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.1f} MB)", highlight=False,
+                  soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- alerts / check / metrics
@@ -673,7 +675,7 @@ def serve_cmd(
     used = env.get(monitoring_config.CONFIG_ENV) or ("lossboard.toml" if Path("lossboard.toml").exists()
                                                       else "default rules, no SLOs")
     console.print(f"lossboard dashboard on http://localhost:{port} (database {db}; config {used})",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     server = subprocess.Popen(cmd, env=env)
     # A SIGTERM meant for `lossboard serve` (a supervisor, `kill PID`) must stop Streamlit too,
     # or it keeps the port and keeps reading the database.
