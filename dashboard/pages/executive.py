@@ -127,7 +127,9 @@ st.caption("One row per model version in the window, in order of first appearanc
 
 # --------------------------------------------------------------------------- KPIs
 st.subheader("Business KPIs and log loss")
-kpis = query(executive.kpi_vs_loss, flt=html_report.trend_filter(window, trend_days))
+# The trend's daily loss, joined here rather than recomputed by kpi_vs_loss (same figures).
+kpis = executive.join_kpis(query(executive.kpi_daily, flt=html_report.trend_filter(window, trend_days)),
+                           days)
 if kpis.frame.empty:
     st.info("No business KPI points in this window. Ingest a KPI file (columns ts, kpi, value) "
             "with `lossboard ingest --kind kpi` to see it beside the loss.")
