@@ -81,7 +81,7 @@ TARGET_DRIFT_SECONDS = 10.0
 TARGET_SPEEDUP_VS_PANDAS = 10.0
 TARGET_RSS_FRACTION = 0.2
 #: Part of the cache key: bump it when the generated data changes.
-DATA_VERSION = 3  # 3: labels copied onto predictions (schema 2)
+DATA_VERSION = 4  # 3, 4: labels copied onto predictions (schema 2), with label_model
 
 # ------------------------------------------------------------------------------- the data
 

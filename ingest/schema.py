@@ -107,11 +107,6 @@ BOOKKEEPING_COLUMNS: tuple[tuple[str, str], ...] = (
 ANALYSIS_NAMES = frozenset({"y", "loss", "clipped", "score_ok", "p_true", "p_true_clipped",
                             "needs_clip"})
 
-RESERVED_NAMES = frozenset(
-    name for cols in CONTRACT_COLUMNS.values() for name, _ in cols
-) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS) | ANALYSIS_NAMES
-
-
 #: Each prediction carries a copy of its label (NULL while none has come), written by the ingest
 #: (:func:`copy_labels`), so the read path never joins predictions to labels: at 10M rows that
 #: join cost ~1 s per analysis query, a scan of these columns ~0.05 s (docs/benchmarks.md).
@@ -123,7 +118,15 @@ LABEL_COPY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("label", "VARCHAR"),
     ("label_ts", "TIMESTAMPTZ"),
     ("label_ts_source", "VARCHAR"),
+    # The label's own model (NULL for a label given for every model): counts labels without
+    # a prediction from predictions alone (dashboard/analysis/health.py), no anti-join.
+    ("label_model", "VARCHAR"),
 )
+
+RESERVED_NAMES = frozenset(
+    name for cols in CONTRACT_COLUMNS.values() for name, _ in cols
+) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS + LABEL_COPY_COLUMNS) | ANALYSIS_NAMES
+
 
 #: Up to this many labels are copied with an UPDATE by rowid; more rewrite the predictions
 #: table in one pass. DuckDB's UPDATE costs ~1.4 s per million random rows when few, but grows
@@ -259,9 +262,13 @@ def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
             have = {r[0] for r in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
                 "AND schema_name = 'main' AND table_name = 'predictions'").fetchall()}
+            clash = sorted(have & {name for name, _ in LABEL_COPY_COLUMNS})
+            if clash:  # schema 1 did not reserve these names for itself
+                raise SchemaError(f"cannot upgrade: predictions already has columns {clash}, "
+                                  "which schema 2 uses for the copy of each label; rename them "
+                                  "in a copy of the database and upgrade that")
             for name, sql_type in LABEL_COPY_COLUMNS:
-                if name not in have:
-                    con.execute(f"ALTER TABLE predictions ADD COLUMN {name} {sql_type}")
+                con.execute(f"ALTER TABLE predictions ADD COLUMN {name} {sql_type}")
             copy_all_labels(con)
         con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
@@ -277,7 +284,8 @@ def label_matches_sql(predictions: str, labels: str, where: str = "true", extra:
     model-less label collides with every label of its request). ``where`` may restrict ``p``
     (the predictions) or ``l`` (the labels), ``extra`` add columns; both are SQL written by
     the caller, never user input."""
-    return (f"SELECT p.rowid AS rid, l.label, l.label_ts, l.label_ts_source, p.ts{extra} "
+    return (f"SELECT p.rowid AS rid, l.label, l.label_ts, l.label_ts_source, "
+            f"l.model AS label_model, p.ts{extra} "
             f"FROM {predictions} p JOIN {labels} l ON l.request_id = p.request_id "
             f"AND (l.model IS NULL OR l.model = p.model) WHERE {where}")
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from conftest import ingest_one, only_file, query, run_ingest, scalar, write_csv
 
-from lossboard.dashboard.analysis import loss
+from lossboard.dashboard.analysis import health, loss
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
 from lossboard.ingest import schema
@@ -24,11 +24,11 @@ from lossboard.ingest.load import ensure_database
 # What the copy must equal: the labels table joined the way docs/log-contract.md describes
 # (same request_id; the same model, or a label without one).
 REFERENCE = """
-SELECT p.request_id, p.model, l.label, l.label_ts, l.label_ts_source
+SELECT p.request_id, p.model, l.label, l.label_ts, l.label_ts_source, l.model
 FROM predictions p
 LEFT JOIN labels l ON l.request_id = p.request_id AND (l.model IS NULL OR l.model = p.model)
 ORDER BY ALL"""
-COPY = """SELECT request_id, model, label, label_ts, label_ts_source FROM predictions
+COPY = """SELECT request_id, model, label, label_ts, label_ts_source, label_model FROM predictions
 ORDER BY ALL"""
 
 
@@ -72,6 +72,9 @@ def test_copy_equals_the_join_in_any_file_order(tmp_path: Path, monkeypatch: pyt
         result = ingest_one(db, path, **flags)
         assert result.status == "ok", result.message
         assert query(db, COPY) == query(db, REFERENCE)
+    with read_connection(db) as con:  # the count from the copy equals the anti-join's
+        assert health.table_counts(con).n_unmatched_labels == scalar(
+            db, "SELECT count(*) FROM unmatched_labels") > 0
     n_labelled = scalar(db, "SELECT count(*) FROM predictions WHERE label IS NOT NULL")
     assert n_labelled > 50  # the scenario really labels something
     # The labelled view is the copy; no half-written table is left behind.

@@ -35,6 +35,16 @@ class TableCounts:
         return self.n_predictions == 0 and self.n_labels == 0 and self.n_kpi_points == 0
 
 
+# Labels without a prediction, counted from the label copy on predictions instead of the
+# unmatched_labels anti-join (3 s at 10M rows): a label with a model sits on exactly one
+# prediction (its model's), a label without one on every prediction of its request_id, and
+# each request_id has at most one model-less label (the ingest keeps it so).
+_N_UNMATCHED = """SELECT (SELECT count(*) FROM labels)
+  - count(*) FILTER (WHERE label_model IS NOT NULL)
+  - count(DISTINCT request_id) FILTER (WHERE label_model IS NULL)
+FROM predictions WHERE label IS NOT NULL"""
+
+
 def has_data(con: duckdb.DuckDBPyConnection) -> bool:
     """True when predictions, labels or KPIs hold a row (what :meth:`TableCounts.empty`
     says, without counting anything)."""
@@ -50,7 +60,7 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> TableCounts:
         n_predictions=one("SELECT count(*) FROM predictions"),
         n_labels=one("SELECT count(*) FROM labels"),
         n_labelled_predictions=one("SELECT count(*) FROM labelled"),
-        n_unmatched_labels=one("SELECT count(*) FROM unmatched_labels"),
+        n_unmatched_labels=one(_N_UNMATCHED),
         n_kpi_points=one("SELECT count(*) FROM kpis"),
         n_quarantined=one("SELECT count(*) FROM quarantine"),
         n_files=one("SELECT count(*) FROM ingest_runs WHERE status = 'ok'"),

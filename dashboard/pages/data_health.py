@@ -45,11 +45,11 @@ else:
     st.dataframe(query(health.quarantined_rows, reason=reason, limit=20), hide_index=True)
 
 st.subheader("Labels without a prediction yet")
-unmatched = query(health.unmatched_labels, limit=20)
-if unmatched.empty:
+# The count is cheap; the examples are an anti-join (seconds at 10M rows): only when needed.
+if counts.n_unmatched_labels == 0:
     st.caption("Every label matches a prediction.")
 else:
-    st.dataframe(unmatched, hide_index=True)
+    st.dataframe(query(health.unmatched_labels, limit=20), hide_index=True)
 
 st.subheader("Columns")
 st.caption("Your columns and the role lossboard gave them; change one with "
