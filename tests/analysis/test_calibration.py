@@ -96,7 +96,7 @@ def refill(con: duckdb.DuckDBPyConnection, p, y, weight) -> None:
     con.register("src", frame)
     con.execute("""INSERT INTO predictions
                    SELECT 'r' || i, TIMESTAMPTZ '2026-10-01' + to_seconds(i), 'm', 'v1',
-                          p, NULL, NULL, w, 1, i, 0, NULL, NULL, NULL FROM src""")
+                          p, NULL, NULL, w, 1, i, 0, NULL, NULL, NULL, NULL FROM src""")
     con.execute("""INSERT INTO labels SELECT 'r' || i, NULL, CAST(y AS VARCHAR),
                    TIMESTAMPTZ '2026-10-02', 'file', 1, i, 0 FROM src""")
     con.unregister("src")
