@@ -36,13 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+from _common import machine, peak_rss_mib, run_case
 
 FEATURES = ["f_normal", "f_cents", "f_int", "f_uniform", "f_tanh", "f_shift"]
 REFERENCE = ("2026-10-01", "2026-10-16")
@@ -178,45 +176,8 @@ def run_child(case: str, db: Path) -> None:
     print(json.dumps(out))
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec,
-    so a child would report its parent's peak (the parent that generated the data)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_case(case: str, db: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", case, "--db", str(db)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"case {case} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 # ------------------------------------------------------------------------------- report
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import duckdb
-    import numpy
-    import pandas
-    import scipy
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "duckdb": duckdb.__version__, "pandas": pandas.__version__, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "load_average": os.getloadavg()}
 
 
 def main() -> None:
@@ -246,7 +207,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"baseline": [], "lossboard": []}
     for _ in range(args.repeat):  # interleaved, so a burst of other load hits both
         for case in runs:
-            runs[case].append(run_case(case, db))
+            runs[case].append(run_case(__file__, case, db))
     info["load_average_after"] = os.getloadavg()
 
     base_median = statistics.median(r["seconds"] for r in runs["baseline"])

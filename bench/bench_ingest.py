@@ -31,6 +31,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from _common import peak_rss_mib
 from typing import Any, Iterator
 
 import duckdb
@@ -181,24 +182,6 @@ def _cpu_seconds() -> float:
     """User + system CPU time of this process, all threads (DuckDB's included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size.
-
-    Linux's ``VmHWM`` belongs to the process image, so it starts afresh at exec. ``ru_maxrss``
-    does not: a child started by fork+exec inherits the parent's high-water mark, which after
-    DuckDB generated the inputs in the parent is larger than most cases (measured here: every
-    case at 10M rows reported the parent's 1747 MiB).
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
-    return kib / 2**20 if sys.platform == "darwin" else kib / 1024
 
 
 def _run_split(db: Path, file_id: int | None) -> dict[str, Any]:

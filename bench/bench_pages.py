@@ -118,7 +118,9 @@ def main() -> None:
     if bench_report.cached_rows(db) != args.rows:
         print(f"generating {args.rows:,} predictions into {db} ...", flush=True)
         print(f"  {bench_report.generate(db, args.rows):.1f} s", flush=True)
-    info = bench_report.machine()
+    from _common import machine
+
+    info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']:.1f} GiB RAM; "
           f"python {info['python']}, duckdb {info['duckdb']}; load average "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)

@@ -58,13 +58,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+from _common import machine, peak_rss_mib, run_case
 
 FEATURES = ["account_age_days", "amount", "device_score", "distance_km", "merchant_risk",
             "n_tx_24h"]
@@ -508,17 +506,6 @@ CASES = {
 }
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec,
-    so a child would report its parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -553,42 +540,7 @@ def run_child(case: str, db: Path) -> None:
                      default=str))
 
 
-def run_case(case: str, db: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", case, "--db", str(db)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"case {case} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 # ------------------------------------------------------------------------------- report
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = int(line.split()[1]) / 1024 ** 2
-    except OSError:
-        pass
-    import duckdb
-    import numpy
-    import pandas
-    import scipy
-    import sklearn
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram_gib,
-            "python": platform.python_version(), "duckdb": duckdb.__version__,
-            "pandas": pandas.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
-            "sklearn": sklearn.__version__, "load_average": os.getloadavg()}
 
 
 def _differences(ours: dict, theirs: dict) -> dict[str, float]:
@@ -643,7 +595,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {case: [] for case in cases}
     for i in range(args.repeat):  # interleaved, so a burst of other load hits every case alike
         for case in cases:
-            r = run_case(case, db)
+            r = run_case(__file__, case, db)
             runs[case].append(r)
             print(f"  [{i + 1}/{args.repeat}] {case}: warm {r['warm']:.2f} s, "
                   f"cold {r['cold']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB, "
