@@ -351,16 +351,26 @@ def _flat(where: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Filter options several commands share (the Filter's fields).
+ModelOption = Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")]
+FromOption = Annotated[Optional[str], typer.Option("--from", help="Start, ISO-8601 UTC, inclusive (default: first prediction).")]
+ToOption = Annotated[Optional[str], typer.Option("--to", help="End, ISO-8601 UTC, exclusive (default: after the last prediction).")]
+RefFromOption = Annotated[Optional[str], typer.Option(help="Reference window start (default: the first 7 days).")]
+RefToOption = Annotated[Optional[str], typer.Option(help="Reference window end, exclusive.")]
+SegmentOption = Annotated[Optional[list[str]], typer.Option(help="COLUMN=VALUE, repeatable: only these segment values.")]
+VersionOption = Annotated[Optional[list[str]], typer.Option(help="Only these model versions (repeatable).")]
+
+
 @app.command("report")
 def report_cmd(
     db: DbOption = DEFAULT_DB,
-    model: Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")] = None,
-    from_: Annotated[Optional[str], typer.Option("--from", help="Start, ISO-8601 UTC, inclusive (default: first prediction).")] = None,
-    to: Annotated[Optional[str], typer.Option("--to", help="End, ISO-8601 UTC, exclusive (default: after the last prediction).")] = None,
-    reference_from: Annotated[Optional[str], typer.Option(help="Reference window start (default: the first 7 days).")] = None,
-    reference_to: Annotated[Optional[str], typer.Option(help="Reference window end, exclusive.")] = None,
-    segment: Annotated[Optional[list[str]], typer.Option(help="COLUMN=VALUE, repeatable: only these segment values.")] = None,
-    version: Annotated[Optional[list[str]], typer.Option(help="Only these model versions (repeatable).")] = None,
+    model: ModelOption = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    reference_from: RefFromOption = None,
+    reference_to: RefToOption = None,
+    segment: SegmentOption = None,
+    version: VersionOption = None,
     bins: Annotated[int, typer.Option(help="Bins for calibration and PSI.")] = 10,
     min_samples: Annotated[int, typer.Option(help="Below this many labelled rows a figure is low-confidence.")] = 1000,
     drift_: Annotated[bool, typer.Option("--drift/--no-drift", help="Compute feature drift (the slowest part).")] = True,
@@ -396,14 +406,14 @@ def report_cmd(
 def export_report_cmd(
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
     db: DbOption = DEFAULT_DB,
-    model: Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")] = None,
-    from_: Annotated[Optional[str], typer.Option("--from", help="Start, ISO-8601 UTC, inclusive (default: first prediction).")] = None,
-    to: Annotated[Optional[str], typer.Option("--to", help="End, ISO-8601 UTC, exclusive (default: after the last prediction).")] = None,
-    reference_from: Annotated[Optional[str], typer.Option(help="Reference window start (default: the first 7 days).")] = None,
-    reference_to: Annotated[Optional[str], typer.Option(help="Reference window end, exclusive.")] = None,
+    model: ModelOption = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    reference_from: RefFromOption = None,
+    reference_to: RefToOption = None,
     reference_version: Annotated[Optional[str], typer.Option(help="Compare with this model version instead of a window.")] = None,
-    segment: Annotated[Optional[list[str]], typer.Option(help="COLUMN=VALUE, repeatable: only these segment values.")] = None,
-    version: Annotated[Optional[list[str]], typer.Option(help="Only these model versions (repeatable).")] = None,
+    segment: SegmentOption = None,
+    version: VersionOption = None,
     maturity_hours: Annotated[Optional[float], typer.Option(help="Only predictions at least this many hours older than the end.")] = None,
     bins: Annotated[int, typer.Option(help="Bins for calibration and PSI.")] = 10,
     min_samples: Annotated[int, typer.Option(help="Below this many labelled rows a figure is low-confidence.")] = 1000,
@@ -515,7 +525,7 @@ def check_cmd(
     candidate: Annotated[str, typer.Option(help="The new model version.")],
     baseline: Annotated[str, typer.Option(help="The version it would replace.")],
     db: DbOption = DEFAULT_DB,
-    model: Annotated[Optional[str], typer.Option(help="Model (optional when the database holds one).")] = None,
+    model: ModelOption = None,
     max_relative_increase: Annotated[float, typer.Option(help="Allowed log-loss increase of the candidate, relative (0.05 = 5% worse).")] = 0.05,
     min_samples: Annotated[int, typer.Option(help="Labelled rows each version needs in the common time range.")] = 1000,
     alpha: Annotated[float, typer.Option(help="Significance level of the one-sided test.")] = 0.05,

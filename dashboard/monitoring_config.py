@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lossboard.errors import ConfigError, QueryError
+from lossboard.tomlfile import read_toml
 
 #: The evaluation grid: every window is a multiple of this many minutes.
 STEP_MINUTES = 5
@@ -512,12 +513,7 @@ def load(path: str | Path | None = None) -> MonitoringConfig:
         else:
             return MonitoringConfig()
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     return parse(data, str(path))
 
 
@@ -531,4 +527,4 @@ def loads(text: str) -> MonitoringConfig:
 
 __all__ = ["BurnPolicy", "DEFAULT_BURN_POLICIES", "DEFAULT_RULES", "Maintenance",
            "MonitoringConfig", "Rule", "Slo", "Webhook", "format_minutes", "load", "loads",
-           "parse", "parse_duration", "parse_time", "field"]
+           "parse", "parse_duration", "parse_time"]

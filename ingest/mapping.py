@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lossboard.errors import ConfigError, IngestError
+from lossboard.tomlfile import read_toml
 
 #: Contract fields per kind. ``score`` is one of p / logit / probs / class_probs.
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -208,12 +208,7 @@ def load_config(path: Path | str | None) -> Config:
             return Config(path=None)
         path = default
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     # [[slo]], [alerts] and [[maintenance]] belong to lossboard.dashboard.monitoring_config,
     # which reads the same file and checks them.
     unknown_top = set(data) - {"timezone", "source", "slo", "alerts", "maintenance"}
