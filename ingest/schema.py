@@ -278,8 +278,9 @@ def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
 
 
 def label_matches_sql(predictions: str, labels: str, where: str = "true", extra: str = "") -> str:
-    """``(rid, label, label_ts, label_ts_source, ts)`` for every prediction (``rid`` its rowid,
-    ``ts`` its time) that a label of ``labels`` matches: same request_id, and the same model
+    """``(rid, label, label_ts, label_ts_source, label_model, ts)`` for every prediction
+    (``rid`` its rowid, ``ts`` its time; ``label_model`` the label's own model) that a label
+    of ``labels`` matches: same request_id, and the same model
     or a label without one. The ingest keeps at most one such label per prediction (a
     model-less label collides with every label of its request). ``where`` may restrict ``p``
     (the predictions) or ``l`` (the labels), ``extra`` add columns; both are SQL written by
@@ -298,11 +299,10 @@ def copy_all_labels(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def match_labels(con: duckdb.DuckDBPyConnection, matches_sql: str,
-                 params: dict[str, Any] | None = None) -> int:
+                 params: dict[str, Any] | None = None) -> None:
     """Put the matches of ``matches_sql`` (a :func:`label_matches_sql` query, which may add
-    columns) in the temp table ``lb_label_matches`` for :func:`copy_labels`; returns how many."""
+    columns) in the temp table ``lb_label_matches`` for :func:`copy_labels`."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE lb_label_matches AS {matches_sql}", params or {})
-    return int(con.execute("SELECT count(*) FROM lb_label_matches").fetchone()[0])
 
 
 def copy_labels(con: duckdb.DuckDBPyConnection, prefix: str,
