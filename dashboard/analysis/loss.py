@@ -274,6 +274,24 @@ _AUC_CTES = """, auc_in AS (
          sum(wpos * tp / (tp + fp)) AS ap_num
   FROM auc_cum GROUP BY key
 )"""
+# The overall AUC with unit weights (the common case: no weights logged) by ranks instead:
+# the running sums above are DuckDB window aggregates over a RANGE frame, which cost 2.4 of
+# the 3.3 s of the AUC at 10M rows, while rank() and cume_dist() share one plain sort (0.6 s).
+# ROC AUC is the Mann-Whitney U: (Σ_positives midrank - P(P+1)/2) / (P·N), midrank of a tie =
+# (its first rank + its last rank) / 2, the last rank being cume_dist·n (rounded: an integer).
+# AP = (1/P) Σ_positives TP_ge / n_ge, with n_ge = rows scoring >= s = n - first rank + 1 and
+# TP_ge = positives scoring >= s = P - (first rank among positives) + 1: each positive of a
+# tie adds the tie's precision once, which is the tie's pos_s/P weight in the formula above.
+# Same ties rule and same figures as the window version (to ~1e-15, summation order).
+_RANK_AUC = """, auc_rows AS (
+  SELECT p, y, rank() OVER by_p AS rmin, cume_dist() OVER by_p AS cd
+  FROM r WHERE ok WINDOW by_p AS (ORDER BY p)
+), auc_pos AS (
+  SELECT rmin, cd, rank() OVER (ORDER BY p) AS rpos FROM auc_rows WHERE y = 1
+)
+SELECT sum((rmin + round(cd * $ls_n)) / 2) AS rank_sum,
+       sum(($ls_pos - rpos + 1) / ($ls_n - rmin + 1)) AS precision_sum
+FROM auc_pos"""
 _AUC_SELECT = """CASE WHEN pos > 0 AND neg > 0 THEN roc_num / (pos * neg) END AS roc_auc,
   CASE WHEN pos > 0 THEN ap_num / pos END AS pr_auc,
   CASE WHEN coalesce(pos, 0) + coalesce(neg, 0) = 0 THEN 'no_data'
@@ -340,7 +358,10 @@ def _grouped(con: duckdb.DuckDBPyConnection, flt: Filter, *, key: str, keys: str
     """
     info, sql, params = _relations(con, flt, key, weighted, extra_columns)
     binary = info.task == "binary"
-    with_auc = binary and auc
+    # One key (overall): the AUC is a second statement that can use ranks (_RANK_AUC).
+    separate_auc = binary and auc and key == "'all'"
+    with_auc = binary and auc and not separate_auc
+    rows_sql = sql
     sums = ", ".join(f"coalesce(s.{c}, 0) AS {c}" for c in _SUM_NAMES)
     if with_auc:
         auc_select = _AUC_SELECT
@@ -361,12 +382,44 @@ joined AS (
   FROM keys LEFT JOIN span ON span.key IS NOT DISTINCT FROM keys.key
   LEFT JOIN sums s ON s.key IS NOT DISTINCT FROM keys.key
 ){_AUC_CTES.format(partition="" if key == "'all'" else "PARTITION BY key ") if with_auc else ""}
-SELECT {key_columns}, {_metrics_sql(binary)}, {auc_select}
+SELECT {key_columns}, {_metrics_sql(binary)}, {auc_select}{", s_y AS _pos, sw2 AS _sw2" if separate_auc else ""}
 FROM joined {auc_join}
 ORDER BY {order_by}"""
     params = _params(info, params, threshold=threshold, min_samples=min_samples, z=Z95,
                      model=info.model)
-    return info, _typed(_execute(con, sql, params, what))
+    frame = _execute(con, sql, params, what)
+    if separate_auc:
+        row = frame.iloc[0]
+        figures = _overall_auc(con, rows_sql, params, n=int(row["n"]), pos=float(row["_pos"]),
+                               sw=float(row["weight_sum"]), sw2=float(row["_sw2"]), what=what)
+        frame = frame.drop(columns=["_pos", "_sw2"])
+        for name, value in zip(AUC_COLUMNS, figures):
+            frame[name] = [value]
+    return info, _typed(frame)
+
+
+def _overall_auc(con: duckdb.DuckDBPyConnection, rows_sql: str, params: dict[str, object], *,
+                 n: int, pos: float, sw: float, sw2: float, what: str
+                 ) -> tuple[float | None, float | None, str | None, str | None]:
+    """(roc_auc, pr_auc, roc_auc_reason, pr_auc_reason) of the relation ``r`` in ``rows_sql``.
+
+    Unit weights (Σw = Σw² = n, which holds only when every weight is exactly 1) take the rank
+    formulas of _RANK_AUC; other weights the weighted window sums of _AUC_CTES."""
+    if sw == n and sw2 == n:
+        neg = n - pos
+        if n == 0:
+            return None, None, "no_data", "no_data"
+        if pos == 0:
+            return None, None, "no_positive_labels", "no_positive_labels"
+        rank_sum, precision_sum = _cursor(
+            con, rows_sql + _RANK_AUC, {**params, "ls_n": float(n), "ls_pos": pos}, what).fetchone()
+        pr_auc = precision_sum / pos
+        if neg == 0:
+            return None, pr_auc, "no_negative_labels", None
+        return (rank_sum - pos * (pos + 1) / 2) / (pos * neg), pr_auc, None, None
+    row = _cursor(con, rows_sql + _AUC_CTES.format(partition="") + f"\nSELECT {_AUC_SELECT} FROM auc",
+                  params, what).fetchone()
+    return row if row is not None else (None, None, "no_data", "no_data")
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -685,3 +685,33 @@ def test_sample_incidents_show_in_the_counts(sample_db) -> None:
     assert hard.n_clipped == everything.n_clipped == 263
     with_nan = hourly[hourly["n_nonfinite"] > 0]["bucket_start"].dt.hour.tolist()
     assert with_nan == [8, 9] and everything.n_nonfinite == hourly["n_nonfinite"].sum()
+
+
+@PROPERTY
+@given(scores=st.lists(st.tuples(st.sampled_from([0.0, 0.1, 0.3, 0.3, 0.5, 0.7, 0.9, 1.0, math.nan]),
+                                 st.integers(0, 1)), min_size=1, max_size=60),
+       scale=st.sampled_from([2.5, 0.25]))
+def test_rank_auc_equals_weighted_auc_and_sklearn(make_db, scores, scale) -> None:
+    """The overall AUC takes ranks when every weight is 1 and window sums otherwise (loss.py,
+    _RANK_AUC): the same rows weighted 1 and weighted by a constant give the same AUCs, equal
+    to scikit-learn's, with heavy ties, NaN, 0 and 1 scores and one-class inputs."""
+    rows = [(p, y, 1.0, i, "v1", "eu", True) for i, (p, y) in enumerate(scores)]
+    db_unit, _ = binary_db(make_db, rows, True)
+    db_scaled, _ = binary_db(make_db, [(p, y, scale, *rest) for p, y, _, *rest in rows], True)
+    unit, scaled = summary(db_unit), summary(db_scaled)
+    p = np.array([r[0] for r in rows])
+    y = np.array([r[1] for r in rows])
+    keep = np.isfinite(p)
+    p, y = p[keep], y[keep]
+    both = 0 < y.sum() < len(y)
+    for got in (unit, scaled):
+        if both:
+            assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        else:
+            assert got["roc_auc"] is None
+        if y.sum() > 0:
+            assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+        else:
+            assert got["pr_auc"] is None
+    assert (unit["roc_auc_reason"], unit["pr_auc_reason"]) == (
+        scaled["roc_auc_reason"], scaled["pr_auc_reason"])
