@@ -126,6 +126,26 @@ def labelled_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
     multiclass); labels written before the model was registered can be neither, and are left
     out here (the labels page counts them).
     """
+    return _scored(con, flt, _user_columns(con, extra_columns), labelled_only=True)
+
+
+def scored_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
+                aliased: Sequence[tuple[str, str]] = ()) -> Rows:
+    """Every prediction of the filter, labelled or not, with :func:`labelled_rows`'s per-row
+    columns plus ``labelled`` (a usable label exists) and ``us`` (epoch microseconds of ts);
+    the per-row figures are meaningless where ``labelled`` is false. ``aliased``: (alias,
+    column) pairs of user columns to add under a name of lossboard's choosing (no clash with
+    the computed names). One scan feeds every sum of :mod:`cube`."""
+    known = predictions_columns(con)
+    for _, col in aliased:
+        if col not in known:
+            raise QueryError(f"no predictions column {col!r}")
+    extra = "epoch_us(p.ts) AS us" + "".join(f", p.{quote_ident(c)} AS {quote_ident(a)}"
+                                             for a, c in aliased)
+    return _scored(con, flt, ", " + extra, labelled_only=False)
+
+
+def _scored(con: duckdb.DuckDBPyConnection, flt: Filter, user: str, *, labelled_only: bool) -> Rows:
     flt = resolve_model(con, flt)
     info = model_info(con, flt.model)
     where = flt.where(predictions_columns(con), alias="p")
@@ -154,12 +174,16 @@ def labelled_rows(con: duckdb.DuckDBPyConnection, flt: Filter,
                    f"least(greatest({true_prob}, {lo}), {hi}) AS p_true_clipped, "
                    f"({true_prob} < {lo} OR {true_prob} > {hi}) AS needs_clip")
         label_ok = "list_contains($lb_classes, p.label)"
+    if labelled_only:
+        condition, labelled = f"{where.sql} AND {label_ok}", ""
+    else:
+        condition, labelled = where.sql, f", coalesce({label_ok}, false) AS labelled"
     sql = f"""SELECT * EXCLUDE (p_true_clipped, needs_clip),
        CASE WHEN score_ok THEN -ln(p_true_clipped) END AS loss,
        score_ok AND needs_clip AS clipped
 FROM (
-  SELECT p.ts, p.model_version, p.weight, p.label, p.label_ts, p.label_ts_source, {per_row}{_user_columns(con, extra_columns)}
+  SELECT p.ts, p.model_version, p.weight, p.label, p.label_ts, p.label_ts_source, {per_row}{labelled}{user}
   FROM predictions p
-  WHERE {where.sql} AND {label_ok}
+  WHERE {condition}
 )"""
     return Rows(sql, params)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numbers
 import re
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -50,7 +51,11 @@ from lossboard.dashboard.analysis.base import (
     resolve_model,
 )
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.analysis.saturation import BUCKET_US as _BUCKET_US
 from lossboard.dashboard.analysis.saturation import bucket_us_sql
+
+if TYPE_CHECKING:  # cube imports this module
+    from lossboard.dashboard.analysis.cube import Cube
 from lossboard.errors import QueryError
 from lossboard.sql import quote_ident
 
@@ -74,6 +79,7 @@ _PRESET_WINDOWS = ("1h", "6h", "24h", "7d", "30d")
 _HOUR = f"make_timestamp({bucket_us_sql('hour')})"
 _BUCKETS = {"hour": _HOUR, "day": f"make_timestamp({bucket_us_sql('day')})"}
 _UTC_TS = "make_timestamp(epoch_us(ts))"  # = timezone('UTC', ts)
+
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ def _clip(expr: str) -> str:
     return f"least(greatest({expr}, {CLIP_EPS!r}), (1 - {CLIP_EPS!r}))"
 
 
-def _row_sql(info: ModelInfo, key: str, weighted: bool) -> str:
+def _row_sql(info: ModelInfo, key: str, weighted: bool, passthrough: str = "") -> str:
     """Per-row relation ``r`` over ``lr`` (labelled rows): key, hour, w, ok, clipped, loss, p,
     y, brier, entropy, correct, pred1."""
     w = "weight" if weighted else "1.0"
@@ -204,25 +210,39 @@ def _row_sql(info: ModelInfo, key: str, weighted: bool) -> str:
         source = ("(SELECT *, list_sum(probs) AS _lb_tot, "
                   "list_position($ls_classes, label) AS _lb_k FROM lr)")
     return (f"SELECT {key} AS key, {_HOUR} AS hour, {w} AS w, score_ok AS ok, clipped, loss, p, y, "
-            f"{brier} AS brier, {entropy} AS entropy, {correct} AS correct, {pred1} AS pred1 "
-            f"FROM {source}")
+            f"{brier} AS brier, {entropy} AS entropy, {correct} AS correct, {pred1} AS pred1"
+            f"{passthrough} FROM {source}")
 
 
-_HOURLY_SUMS = """count(*) AS n_labelled, count(*) FILTER (WHERE ok) AS n,
-  count(*) FILTER (WHERE NOT ok) AS n_nonfinite, count(*) FILTER (WHERE clipped) AS n_clipped,
-  coalesce(sum(w) FILTER (WHERE ok), 0) AS sw, coalesce(sum(w * w) FILTER (WHERE ok), 0) AS sw2,
-  coalesce(sum(w * loss) FILTER (WHERE ok), 0) AS s_loss,
-  coalesce(sum(w * loss * loss) FILTER (WHERE ok), 0) AS s_loss2,
-  coalesce(sum(w * brier) FILTER (WHERE ok), 0) AS s_brier,
-  coalesce(sum(w * entropy) FILTER (WHERE ok), 0) AS s_entropy,
-  coalesce(sum(w * correct) FILTER (WHERE ok), 0) AS s_correct,
-  coalesce(sum(w * p) FILTER (WHERE ok), 0) AS s_p,
-  coalesce(sum(w * y) FILTER (WHERE ok), 0) AS s_y,
-  coalesce(sum(w * (1 - y)) FILTER (WHERE ok), 0) AS s_neg,
-  coalesce(sum(w * pred1 * (1 - y)) FILTER (WHERE ok), 0) AS s_fp,
-  coalesce(sum(w * (1 - pred1) * y) FILTER (WHERE ok), 0) AS s_fn"""
+def hourly_sums_sql(labelled: str | None = None, names: tuple[str, ...] | None = None) -> str:
+    """The mergeable sums of a group of ``r`` rows (``names``, default all of ``_SUM_NAMES``).
+    ``labelled``: a condition that keeps only labelled rows, for a relation holding unlabelled
+    ones too (:mod:`cube`); ``r`` of :func:`_relations` holds labelled rows only."""
+    def only(cond: str | None) -> str:
+        both = " AND ".join(c for c in (labelled, cond) if c)
+        return f" FILTER (WHERE {both})" if both else ""
+    ok = only("ok")
+    sums = {
+        "n_labelled": f"count(*){only(None)}", "n": f"count(*){ok}",
+        "n_nonfinite": f"count(*){only('NOT ok')}", "n_clipped": f"count(*){only('clipped')}",
+        "sw": f"coalesce(sum(w){ok}, 0)", "sw2": f"coalesce(sum(w * w){ok}, 0)",
+        "s_loss": f"coalesce(sum(w * loss){ok}, 0)",
+        "s_loss2": f"coalesce(sum(w * loss * loss){ok}, 0)",
+        "s_brier": f"coalesce(sum(w * brier){ok}, 0)",
+        "s_entropy": f"coalesce(sum(w * entropy){ok}, 0)",
+        "s_correct": f"coalesce(sum(w * correct){ok}, 0)",
+        "s_p": f"coalesce(sum(w * p){ok}, 0)",
+        "s_y": f"coalesce(sum(w * y){ok}, 0)",
+        "s_neg": f"coalesce(sum(w * (1 - y)){ok}, 0)",
+        "s_fp": f"coalesce(sum(w * pred1 * (1 - y)){ok}, 0)",
+        "s_fn": f"coalesce(sum(w * (1 - pred1) * y){ok}, 0)",
+    }
+    return ",\n  ".join(f"{sums[name]} AS {name}" for name in (names or _SUM_NAMES))
+
+
 _SUM_NAMES = ("n_labelled", "n", "n_nonfinite", "n_clipped", "sw", "sw2", "s_loss", "s_loss2",
               "s_brier", "s_entropy", "s_correct", "s_p", "s_y", "s_neg", "s_fp", "s_fn")
+_HOURLY_SUMS = hourly_sums_sql()
 
 
 # var_w = E_w[ℓ²] - E_w[ℓ]², from the mergeable sums. It is exact to a few ulps of E_w[ℓ²],
@@ -349,7 +369,8 @@ preds AS (SELECT {key} AS key, {_HOUR} AS hour, {_UTC_TS} AS ts FROM ({pred.sql}
 def _grouped(con: duckdb.DuckDBPyConnection, flt: Filter, *, key: str, keys: str,
              key_columns: str, order_by: str, extra_columns: tuple[str, ...] = (),
              min_samples: int, threshold: float, weighted: bool, auc: bool,
-             what: str) -> tuple[ModelInfo, pd.DataFrame]:
+             what: str, cube: Cube | None = None, cube_dim: str = "",
+             cube_key: str = "'all'") -> tuple[ModelInfo, pd.DataFrame]:
     """Figures per value of ``key`` (a SQL expression over both row relations).
 
     ``keys`` is a relation with one column ``key``: the rows of the result (left-joined, so a
@@ -362,6 +383,16 @@ def _grouped(con: duckdb.DuckDBPyConnection, flt: Filter, *, key: str, keys: str
     separate_auc = binary and auc and key == "'all'"
     with_auc = binary and auc and not separate_auc
     rows_sql = sql
+    span = "SELECT key, count(*) AS n_predictions, min(ts) AS first_ts, max(ts) AS last_ts FROM preds GROUP BY key"
+    if (cube is not None and weighted and threshold == 0.5 and not with_auc
+            and cube.covers(resolve_model(con, flt))):
+        # The same sums, read from the cube's slots instead of the rows (cube.py).
+        where, cube_params = cube.where(flt, cube_dim)
+        sql = f"""WITH hourly AS (SELECT {cube_key} AS key, * FROM {quote_ident(cube.table)} WHERE {where}),
+preds AS (SELECT key, make_timestamp(first_us) AS ts FROM hourly)"""
+        span = ("SELECT key, sum(n_predictions) AS n_predictions, make_timestamp(min(first_us)) "
+                "AS first_ts, make_timestamp(max(last_us)) AS last_ts FROM hourly GROUP BY key")
+        params = {**params, **cube_params}
     sums = ", ".join(f"coalesce(s.{c}, 0) AS {c}" for c in _SUM_NAMES)
     if with_auc:
         auc_select = _AUC_SELECT
@@ -373,8 +404,7 @@ def _grouped(con: duckdb.DuckDBPyConnection, flt: Filter, *, key: str, keys: str
         auc_join = ""
     sql += f""",
 sums AS (SELECT key, {", ".join(f"sum({c}) AS {c}" for c in _SUM_NAMES)} FROM hourly GROUP BY key),
-span AS (SELECT key, count(*) AS n_predictions, min(ts) AS first_ts, max(ts) AS last_ts
-         FROM preds GROUP BY key),
+span AS ({span}),
 keys AS ({keys}),
 joined AS (
   SELECT keys.*, span.first_ts, span.last_ts, coalesce(span.n_predictions, 0) AS n_predictions,
@@ -446,7 +476,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- public API
 def overall(con: duckdb.DuckDBPyConnection, flt: Filter, *,
             min_samples: int = DEFAULT_MIN_SAMPLES, threshold: float = 0.5,
-            weighted: bool = True, auc: bool = True) -> LossSummary:
+            weighted: bool = True, auc: bool = True, cube: Cube | None = None) -> LossSummary:
     """Every loss figure of the Filter's labelled predictions, as one :class:`LossSummary`.
 
     Per row *i* with weight *w_i* (``weighted=False``: 1), over the ``n`` labelled rows with a
@@ -496,7 +526,7 @@ def overall(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     info, frame = _grouped(con, flt, key="'all'", keys="SELECT 'all' AS key",
                            key_columns="joined.key", order_by="1", min_samples=min_samples,
                            threshold=threshold, weighted=weighted, auc=_check_bool(auc, "auc"),
-                           what="computing the overall log loss")
+                           what="computing the overall log loss", cube=cube)
     row = frame.iloc[0]
     values: dict[str, object] = {}
     for name in (f.name for f in fields(LossSummary)):
@@ -519,7 +549,7 @@ def overall(con: duckdb.DuckDBPyConnection, flt: Filter, *,
 
 def by_bucket(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day",
               min_samples: int = DEFAULT_MIN_SAMPLES, threshold: float = 0.5,
-              weighted: bool = True, auc: bool = True) -> pd.DataFrame:
+              weighted: bool = True, auc: bool = True, cube: Cube | None = None) -> pd.DataFrame:
     """The figures of :func:`overall` per UTC time bucket (``bucket`` = ``'hour'`` or ``'day'``).
 
     Columns: ``bucket_start``, ``bucket_end`` (UTC, half-open ``[start, end)``), then
@@ -545,13 +575,14 @@ def by_bucket(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day
         key_columns=f"joined.key AS bucket_start, joined.key + {step} AS bucket_end",
         order_by="bucket_start", min_samples=_check_min_samples(min_samples),
         threshold=_check_threshold(threshold), weighted=_check_bool(weighted, "weighted"),
-        auc=_check_bool(auc, "auc"), what=f"computing log loss per {bucket}")
+        auc=_check_bool(auc, "auc"), what=f"computing log loss per {bucket}", cube=cube,
+        cube_key=f"make_timestamp(slot - ((slot % {_BUCKET_US[bucket]}) + {_BUCKET_US[bucket]}) % {_BUCKET_US[bucket]})")
     return frame
 
 
 def by_version(con: duckdb.DuckDBPyConnection, flt: Filter, *,
                min_samples: int = DEFAULT_MIN_SAMPLES, threshold: float = 0.5,
-               weighted: bool = True, auc: bool = True) -> pd.DataFrame:
+               weighted: bool = True, auc: bool = True, cube: Cube | None = None) -> pd.DataFrame:
     """The figures of :func:`overall` per model version of the Filter.
 
     Columns: ``model_version``, ``first_seen`` (UTC, the version's first prediction in the
@@ -577,7 +608,8 @@ def by_version(con: duckdb.DuckDBPyConnection, flt: Filter, *,
                      "joined.last_ts"),
         order_by="first_seen, model_version", min_samples=_check_min_samples(min_samples),
         threshold=_check_threshold(threshold), weighted=_check_bool(weighted, "weighted"),
-        auc=_check_bool(auc, "auc"), what="computing log loss per model version")
+        auc=_check_bool(auc, "auc"), what="computing log loss per model version", cube=cube,
+        cube_dim="model_version", cube_key="value")
     return frame
 
 

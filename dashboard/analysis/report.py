@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from lossboard.dashboard.analysis import (
-    base, calibration, canary, drift, labels, loss, saturation, segments,
+    base, calibration, canary, cube, drift, labels, loss, saturation, segments,
 )
 from lossboard.dashboard.analysis.filters import Filter
 
@@ -101,12 +101,27 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
     rows); a page that does not show it (On-call) should not pay for it.
     """
     flt = resolve_windows(con, flt)
+    if flt.start is None:  # no prediction of the model: nothing to sum
+        return _report(con, flt, None, bins=bins, min_samples=min_samples,
+                       include_drift=include_drift, auc=auc)
+    # One scan sums the window and the reference window for every loss and segment figure
+    # below (cube.py); the figures equal the row scans' (tests/analysis/test_cube.py).
+    cub = cube.build(con, flt, segments.segment_columns(con), [flt.reference()])
+    try:
+        return _report(con, flt, cub, bins=bins, min_samples=min_samples,
+                       include_drift=include_drift, auc=auc)
+    finally:
+        cub.drop(con)
+
+
+def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, *, bins: int,
+            min_samples: int, include_drift: bool, auc: bool) -> dict[str, Any]:
     info = base.model_info(con, flt.model)
-    summary = loss.overall(con, flt, min_samples=min_samples, auc=auc)
+    summary = loss.overall(con, flt, min_samples=min_samples, auc=auc, cube=cub)
     cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
     sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples)
-    days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False)
-    versions = loss.by_version(con, flt, min_samples=min_samples, auc=False)
+    days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False, cube=cub)
+    versions = loss.by_version(con, flt, min_samples=min_samples, auc=False, cube=cub)
     report: dict[str, Any] = {
         "model": flt.model,
         "task": info.task,
@@ -132,7 +147,7 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                 "n_predictions", "n_labelled", "log_loss", "log_loss_ci_low", "log_loss_ci_high",
                 "low_confidence")}}
             for _, r in days.iterrows()],
-        "by_segment": _by_segment(con, flt, min_samples),
+        "by_segment": _by_segment(con, flt, min_samples, cub),
         "by_version": _records(versions.rename(columns={"first_ts": "first_ts", "last_ts": "last_ts"}),
                                ["model_version", "n_labelled", "log_loss", "low_confidence",
                                 "first_ts", "last_ts"]),
@@ -141,7 +156,8 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
         "saturation": _saturation(con, flt, sat, min_samples),
         "labels": _labels(con, flt, min_samples),
     }
-    report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift)]
+    report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift,
+                                                      cube=cub)]
     return _deep_clean(report)
 
 
@@ -153,10 +169,11 @@ def _deep_clean(value: Any) -> Any:
     return _clean(value)
 
 
-def _by_segment(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any]:
+def _by_segment(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
+                cub: cube.Cube | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for column in segments.segment_columns(con):
-        frame = segments.excess_loss(con, flt, column, min_samples=min_samples)
+        frame = segments.excess_loss(con, flt, column, min_samples=min_samples, cube=cub)
         if frame.empty or not frame["value"].notna().any():
             continue
         out[column] = _records(frame, ["value", "n_labelled", "log_loss", "excess_loss", "p_value",
@@ -233,7 +250,7 @@ def _last_run_start(flags: list[bool], keys: list[Any]) -> tuple[Any, Any] | Non
 
 
 def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any], *,
-             include_drift: bool = True) -> list[Finding]:
+             include_drift: bool = True, cube: cube.Cube | None = None) -> list[Finding]:
     """What broke, where, since when — from the report's sections (docs/report-json.md).
 
     Rules, each on UTC days unless said: ``loss_regression`` (days whose log loss exceeds the
@@ -246,7 +263,7 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     out: list[Finding] = []
     # Only log_loss is read here: auc=False skips the AUC, the one figure that sorts every row
     # (docs/benchmarks.md, "Analysis and report").
-    ref = loss.overall(con, flt.reference(), min_samples=1, auc=False)
+    ref = loss.overall(con, flt.reference(), min_samples=1, auc=False, cube=cube)
     ref_loss = ref.log_loss
     if ref_loss is not None:
         days = [d for d in report["by_day"] if d["log_loss"] is not None and not d["low_confidence"]]
@@ -256,8 +273,8 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
         if run is not None:
             since, until = run
             window = replace(flt, start=datetime.fromisoformat(since + "T00:00:00+00:00"))
-            where = _top_contributor(con, window)
-            cur = loss.overall(con, window, min_samples=1, auc=False).log_loss
+            where = _top_contributor(con, window, cube)
+            cur = loss.overall(con, window, min_samples=1, auc=False, cube=cube).log_loss
             out.append(Finding("loss_regression", where, since + "T00:00:00Z",
                                None if until is None else until + "T00:00:00Z", cur, ref_loss,
                                f"log loss {cur:.4f} since {since} vs {ref_loss:.4f} in the reference window"))
@@ -266,7 +283,7 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
         out.append(Finding("canary_fail", {"model_version": can["candidate"]}, can["start"], None,
                            can["log_loss_candidate"], can["log_loss_baseline"], can["reason"]))
     if include_drift and report.get("drift"):
-        out += _drift_findings(con, flt, report["drift"], report["min_samples"])
+        out += _drift_findings(con, flt, report["drift"], report["min_samples"], cube)
     out += _score_findings(con, flt)
     out += _activation_findings(con, flt, report["min_samples"])
     stall = report["labels"]["stall"]
@@ -278,10 +295,11 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     return out
 
 
-def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter) -> dict[str, Any]:
+def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter,
+                     cub: cube.Cube | None) -> dict[str, Any]:
     best: tuple[float, str, Any] | None = None
     for column in segments.segment_columns(con):
-        change = segments.loss_change(con, flt, column)
+        change = segments.loss_change(con, flt, column, cube=cub)
         if change.empty or not change["value"].notna().any():
             continue
         top = change.iloc[0]
@@ -291,7 +309,7 @@ def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter) -> dict[str, A
 
 
 def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, rows: list[dict[str, Any]],
-                    min_samples: int) -> list[Finding]:
+                    min_samples: int, cub: cube.Cube | None) -> list[Finding]:
     """Features (and the score) whose daily PSI stayed at ``watch`` or above for a run of days
     reaching the end of the window (or at least two days long)."""
     names = [drift.SCORE if r["feature"] == "score" else r["feature"] for r in rows
@@ -318,7 +336,7 @@ def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, rows: list[dict
         if psi is None:
             continue
         shown = "score" if name == drift.SCORE else name
-        out.append(Finding("feature_drift", {"feature": shown, **_drift_where(con, window, name, psi)},
+        out.append(Finding("feature_drift", {"feature": shown, **_drift_where(con, window, name, psi, cub)},
                            _iso(since) + "T00:00:00Z", None if until is None else _iso(until) + "T00:00:00Z",
                            psi, None, f"PSI {psi:.3f} on {shown} since {_iso(since)} vs the "
                            "reference window"))
@@ -332,11 +350,12 @@ def _after_reference(flt: Filter) -> Filter:
     return flt
 
 
-def _drift_where(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, overall_psi: float) -> dict[str, Any]:
+def _drift_where(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, overall_psi: float,
+                 cub: cube.Cube | None) -> dict[str, Any]:
     """The segment value where the feature drifts most, if clearly more than overall."""
     best: tuple[float, str, str] | None = None
     for column in segments.segment_columns(con):
-        values = segments.excess_loss(con, flt.reference(), column)["value"].dropna().tolist()
+        values = segments.excess_loss(con, flt.reference(), column, cube=cub)["value"].dropna().tolist()
         if not 1 < len(values) <= 12:
             continue
         for value in values:

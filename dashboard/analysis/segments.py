@@ -21,6 +21,7 @@ import duckdb
 import pandas as pd
 
 from lossboard.dashboard.analysis import base
+from lossboard.dashboard.analysis.cube import Cube
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.analysis.stats import Moments, moments_sql, welch
 from lossboard.errors import QueryError
@@ -45,19 +46,29 @@ def _check_column(con: duckdb.DuckDBPyConnection, column: str) -> None:
                          f"{', '.join(segment_columns(con)) or 'none'}")
 
 
-def _moments_by_value(con: duckdb.DuckDBPyConnection, flt: Filter, column: str
-                      ) -> dict[str | None, Moments]:
-    rows = base.labelled_rows(con, flt, [column])
-    col = quote_ident(column)
-    result = con.execute(
-        f"SELECT CAST({col} AS VARCHAR) AS value, {moments_sql('loss')} "
-        f"FROM ({rows.sql}) GROUP BY ALL ORDER BY value NULLS LAST", rows.params).fetchall()
+def _moments_by_value(con: duckdb.DuckDBPyConnection, flt: Filter, column: str,
+                      cube: Cube | None = None) -> dict[str | None, Moments]:
+    if cube is not None and column in cube.segment_columns and cube.covers(base.resolve_model(con, flt)):
+        # The five moments are the cube's n, Σw, Σw², Σw·ℓ, Σw·ℓ² (loss.hourly_sums_sql, with
+        # the weights as logged, as moments_sql); a value is a row when it has labelled rows.
+        where, params = cube.where(flt, column)
+        result = con.execute(
+            f"SELECT value, sum(n), sum(sw), sum(sw2), sum(s_loss), sum(s_loss2) "
+            f"FROM {quote_ident(cube.table)} WHERE {where} GROUP BY value "
+            f"HAVING sum(n_labelled) > 0 ORDER BY value NULLS LAST", params).fetchall()
+    else:
+        rows = base.labelled_rows(con, flt, [column])
+        col = quote_ident(column)
+        result = con.execute(
+            f"SELECT CAST({col} AS VARCHAR) AS value, {moments_sql('loss')} "
+            f"FROM ({rows.sql}) GROUP BY ALL ORDER BY value NULLS LAST", rows.params).fetchall()
     return {r[0]: Moments(int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
             for r in result}
 
 
 def excess_loss(con: duckdb.DuckDBPyConnection, flt: Filter, column: str, *,
-                min_samples: int = base.DEFAULT_MIN_SAMPLES, alpha: float = 0.05) -> pd.DataFrame:
+                min_samples: int = base.DEFAULT_MIN_SAMPLES, alpha: float = 0.05,
+                cube: Cube | None = None) -> pd.DataFrame:
     """Rank the values of segment ``column`` by excess log loss over the rest of the filter.
 
     For value v with rows V and the other rows R (same filter):
@@ -76,7 +87,7 @@ def excess_loss(con: duckdb.DuckDBPyConnection, flt: Filter, column: str, *,
     if not 0 < alpha < 1:
         raise QueryError(f"alpha must be in (0, 1), got {alpha!r}")
     _check_column(con, column)
-    by_value = _moments_by_value(con, flt, column)
+    by_value = _moments_by_value(con, flt, column, cube)
     total = sum(by_value.values(), Moments(0, 0.0, 0.0, 0.0, 0.0))
     records = []
     for value, m in by_value.items():
@@ -117,7 +128,8 @@ def excess_loss_all(con: duckdb.DuckDBPyConnection, flt: Filter,
     return out.iloc[key.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
 
 
-def loss_change(con: duckdb.DuckDBPyConnection, flt: Filter, column: str) -> pd.DataFrame:
+def loss_change(con: duckdb.DuckDBPyConnection, flt: Filter, column: str, *,
+                cube: Cube | None = None) -> pd.DataFrame:
     """Contribution of each value of ``column`` to the change in global log loss from the
     reference window (``flt.reference()``) to the selected window (``flt``).
 
@@ -132,8 +144,8 @@ def loss_change(con: duckdb.DuckDBPyConnection, flt: Filter, column: str) -> pd.
     performance.
     """
     _check_column(con, column)
-    ref = _moments_by_value(con, flt.reference(), column)
-    cur = _moments_by_value(con, flt, column)
+    ref = _moments_by_value(con, flt.reference(), column, cube)
+    cur = _moments_by_value(con, flt, column, cube)
     w_ref = sum(m.sum_w for m in ref.values())
     w_cur = sum(m.sum_w for m in cur.values())
     records = []
