@@ -289,6 +289,7 @@ class _Staged:
     task: str | None
     snapshot: _Snapshot
     warnings: tuple[str, ...]
+    raw_ordinal: str  # the column of `raw` holding a row's position in the file, from 0
 
 
 def _set_timezone(con: duckdb.DuckDBPyConnection, tz: str, label: str) -> None:
@@ -335,13 +336,21 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
     _set_timezone(con, mapping.timezone, src.label)
 
     sink.stage("reading", 0.0)
+    # Parquet is read in place through a view: copying its already typed columns into a
+    # table cost 3 s of a 10M-row ingest and pushed the later statements into spilling
+    # (docs/benchmarks.md). Text formats are still copied: they are read once, as text.
+    in_place = readers.can_read_in_place(src, list(sniffed_types))
     try:
-        _run_with_progress(con, f"CREATE TABLE raw AS SELECT * FROM {readers.reader_sql(src)}",
-                           {"path": str(src.path)}, lambda f: sink.stage("reading", f))
+        if in_place:
+            ordinal = readers.raw_view(con, src)
+        else:
+            ordinal = "rowid"
+            _run_with_progress(con, f"CREATE TABLE raw AS SELECT * FROM {readers.reader_sql(src)}",
+                               {"path": str(src.path)}, lambda f: sink.stage("reading", f))
     except duckdb.Error as exc:
-        text = str(exc).strip().splitlines()[0]
-        raise IngestError(f"{src.label}: cannot be read as {src.format.upper()}: {text}") from exc
-    raw_types = dict((r[0], r[1]) for r in con.execute("DESCRIBE raw").fetchall())
+        raise _unreadable(src, exc) from exc
+    raw_types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()
+                 if not (in_place and r[0] == ordinal)}
     n_parsed = con.execute("SELECT count(*) FROM raw").fetchone()[0]
     rejects = _reject_lines(con) if src.format in ("csv", "tsv") else []
 
@@ -363,18 +372,31 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
     if snap.models:
         con.executemany("INSERT INTO lb_models VALUES (?, ?, ?)", [list(m) for m in snap.models])
 
-    sink.stage("validating", None)
-    staging = validate.staging_sql(mapping, raw_types, extras, n_classes)
+    staging = validate.staging_sql(mapping, raw_types, extras, n_classes, ordinal)
     params = {"salt": snap.salt, "ingest_ts": started, "model": mapping.constants.get("model"),
               "model_version": mapping.constants.get("model_version"), "n_classes": n_classes}
     used = {k: v for k, v in params.items() if f"${k}" in staging.sql}
-    con.execute(staging.sql, used)
+    if in_place:
+        # The file is read by this statement, so a damaged file fails here.
+        try:
+            _run_with_progress(con, staging.sql, used, lambda f: sink.stage("reading", f))
+        except duckdb.Error as exc:
+            raise _unreadable(src, exc) from exc
+        sink.stage("validating", None)
+    else:
+        sink.stage("validating", None)
+        con.execute(staging.sql, used)
     con.execute(validate.within_file_dedupe_sql(mapping.kind))
     if rejects:
         _renumber_around_rejects(con, n_parsed, [line - 1 for line, _, _ in rejects])
     return _Staged(mapping=mapping, extras=extras, new_extras=new_extras,
                    n_read=n_parsed + len(rejects), n_rejects=len(rejects), classes=classes,
-                   task=task, snapshot=snap, warnings=tuple(warnings))
+                   task=task, snapshot=snap, warnings=tuple(warnings), raw_ordinal=ordinal)
+
+
+def _unreadable(src: readers.SourceFile, exc: duckdb.Error) -> IngestError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return IngestError(f"{src.label}: cannot be read as {src.format.upper()}: {text}")
 
 
 def _reject_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
@@ -650,7 +672,7 @@ def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, 
     con.execute(
         f"""INSERT INTO {_T}.quarantine
         SELECT $file_id, $path, $kind, s._lb_row_number, s._lb_reason, s._lb_detail, {raw_json}
-        FROM staged s JOIN raw r ON r.rowid = s._lb_ord
+        FROM staged s JOIN raw r ON r.{st.raw_ordinal} = s._lb_ord
         WHERE s._lb_reason IS NOT NULL AND s._lb_reason <> 'duplicate'
         ORDER BY s._lb_ord""",
         params,

@@ -32,6 +32,9 @@ _FORMATS: tuple[tuple[str, str], ...] = (
 SUPPORTED_SUFFIXES = tuple(s for s, _ in _FORMATS)
 _HIVE_PART = re.compile(r"^[^=/]+=[^/]*$")
 
+#: The column of the ``raw`` view (:func:`raw_view`) numbering a Parquet file's rows from 0.
+FILE_ROW_COLUMN = "_lb_file_row"
+
 #: Names of the temp tables DuckDB's CSV reader fills with lines it could not parse.
 REJECTS_TABLE = "lb_rejects"
 REJECTS_SCAN_TABLE = "lb_rejects_scan"
@@ -117,6 +120,28 @@ def reader_sql(src: SourceFile, *, typed: bool = False) -> str:
     if src.format == "parquet":
         return f"read_parquet($path{hive})"
     return f"read_json($path, format = 'auto'{hive})"
+
+
+def can_read_in_place(src: SourceFile, columns: list[str]) -> bool:
+    """Whether the ingest can read ``src`` through :func:`raw_view` instead of copying it.
+
+    Parquet only: its columns are typed already and its reader numbers rows in file order.
+    A file with its own column named like the row number is copied as before.
+    """
+    return src.format == "parquet" and not {"file_row_number", FILE_ROW_COLUMN} & set(columns)
+
+
+def raw_view(con: duckdb.DuckDBPyConnection, src: SourceFile, name: str = "raw") -> str:
+    """Create the view ``name`` over a Parquet file: its columns plus :data:`FILE_ROW_COLUMN`,
+    the row's position in the file. Returns the name of that ordinal column.
+
+    A relation made by the Python API carries the path as a value, not as SQL text.
+    """
+    kwargs = {"hive_partitioning": True} if src.hive else {}
+    rel = con.read_parquet(str(src.path), file_row_number=True, **kwargs)
+    rel.project(f"* EXCLUDE (file_row_number), file_row_number AS {FILE_ROW_COLUMN}"
+                ).create_view(name, replace=True)
+    return FILE_ROW_COLUMN
 
 
 def describe(con: duckdb.DuckDBPyConnection, src: SourceFile) -> list[tuple[str, str]]:

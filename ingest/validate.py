@@ -171,14 +171,18 @@ class StagingSql:
 
 
 def staging_sql(mapping: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],
-                n_classes: int | None) -> StagingSql:
-    """``CREATE TABLE staged AS ...`` over the raw table ``raw`` for ``mapping.kind``.
+                n_classes: int | None, ordinal: str = "rowid") -> StagingSql:
+    """``CREATE TABLE staged AS ...`` over the raw rows ``raw`` for ``mapping.kind``.
+
+    ``ordinal`` is the column of ``raw`` that numbers its rows in file order from 0: ``rowid``
+    when ``raw`` is a table the file was copied into, the reader's file row number when
+    ``raw`` is a view over the file (:func:`lossboard.ingest.readers.raw_view`).
 
     Parameters bound by the caller: ``$salt`` (PII), ``$ingest_ts`` (label time when the file has
     none), ``$model`` / ``$model_version`` (constants, may be NULL), ``$classes`` (VARCHAR[]).
     """
     builder = {"predictions": _predictions, "labels": _labels, "kpi": _kpi}[mapping.kind]
-    return StagingSql(builder(mapping, raw_types, extras, n_classes))
+    return StagingSql(builder(mapping, raw_types, extras, n_classes, ordinal))
 
 
 def _field(mapping: ResolvedMapping, raw_types: dict[str, str], name: str) -> tuple[str, str] | None:
@@ -200,11 +204,11 @@ def _show(col: str) -> str:
 
 
 def _predictions(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],
-                 n_classes: int | None) -> str:
+                 n_classes: int | None, ordinal: str) -> str:
     rid_col, rid_t = _field(m, raw_types, "request_id")  # type: ignore[misc]
     ts_col, ts_t = _field(m, raw_types, "ts")  # type: ignore[misc]
     inner: list[str] = [
-        "rowid AS _lb_ord",
+        f"{ordinal} AS _lb_ord",
         f"{_text(rid_col, rid_t)} AS request_id",
         f"{ts_expr(ts_col, ts_t)} AS ts",
         f"{_blank(ts_col, ts_t)} AS _lb_ts_blank",
@@ -300,11 +304,11 @@ FROM (SELECT {', '.join(inner)} FROM raw)"""
 
 
 def _labels(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],
-            n_classes: int | None) -> str:
+            n_classes: int | None, ordinal: str) -> str:
     rid_col, rid_t = _field(m, raw_types, "request_id")  # type: ignore[misc]
     lab_col, lab_t = _field(m, raw_types, "label")  # type: ignore[misc]
     inner = [
-        "rowid AS _lb_ord",
+        f"{ordinal} AS _lb_ord",
         f"{_text(rid_col, rid_t)} AS request_id",
         f"{canonical_label(lab_col, lab_t)} AS label",
         f"{_show(lab_col)} AS _lb_label_raw",
@@ -343,13 +347,13 @@ LEFT JOIN lb_models ON lb_models.model = s.model"""
 
 
 def _kpi(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],
-         n_classes: int | None) -> str:
+         n_classes: int | None, ordinal: str) -> str:
     ts_col, ts_t = _field(m, raw_types, "ts")  # type: ignore[misc]
     kpi_col, kpi_t = _field(m, raw_types, "kpi")  # type: ignore[misc]
     val_col, val_t = _field(m, raw_types, "value")  # type: ignore[misc]
     extra_items, extra_bad, extra_detail = _extras_parts(extras)
     inner = [
-        "rowid AS _lb_ord",
+        f"{ordinal} AS _lb_ord",
         f"{ts_expr(ts_col, ts_t)} AS ts",
         f"{_blank(ts_col, ts_t)} AS _lb_ts_blank",
         f"{_show(ts_col)} AS _lb_ts_raw",
