@@ -147,7 +147,7 @@ FROM ({src})"""
 # --------------------------------------------------------------------------- coverage
 def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day",
              lag_p90_hours: float | None = None,
-             min_samples: int = DEFAULT_MIN_SAMPLES) -> pd.DataFrame:
+             min_samples: int = DEFAULT_MIN_SAMPLES, lag_quantiles: bool = True) -> pd.DataFrame:
     """Label coverage per UTC bucket, with the bucket's lag and whether it is mature.
 
     One row per bucket holding at least one prediction of the filter, by ``bucket_start``:
@@ -164,6 +164,10 @@ def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day"
       (``<NA>`` when there is no lag estimate: nothing to judge by);
     * ``low_confidence = n_predictions < min_samples``.
 
+    ``lag_quantiles=False`` with ``lag_p90_hours`` given leaves the three lag quantiles
+    ``<NA>``: a quantile per bucket is most of this function's cost (:func:`label_stall` reads
+    only counts and maturity).
+
     Example: a day bucket ending 50 h before as-of with lag p90 42 h is mature; its coverage
     is trustworthy. One ending 10 h before as-of is not, whatever its coverage.
     """
@@ -175,6 +179,8 @@ def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day"
         raise QueryError(f"lag_p90_hours must be a finite number of hours, got {lag_p90_hours!r}")
     src, params = label_relation(con, flt)
     params.update(cv_as_of=_as_of(con, flt), cv_min=min_samples)
+    quantiles = ("quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file')"
+                 if lag_quantiles or lag_p90_hours is None else "CAST(NULL AS DOUBLE[])")
     # One scan: the () grouping set is the whole filter, whose lag p90 (label_lag's, the same
     # quantile_cont over the same rows) is the maturity threshold unless one is given.
     sql = f"""
@@ -190,7 +196,7 @@ FROM (
          count(*) FILTER (WHERE labelled) AS n_labelled,
          count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n_lag,
          count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time,
-         quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file') AS q
+         {quantiles} AS q
   FROM ({src})
   GROUP BY GROUPING SETS ((b), ())
 )
@@ -251,7 +257,8 @@ def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "h
         raise QueryError(f"ratio must be in (0, 1], got {ratio!r}")
     if not (isinstance(recent_hours, (int, float)) and 0 < recent_hours < math.inf):
         raise QueryError(f"recent_hours must be a positive number of hours, got {recent_hours!r}")
-    cov = coverage(con, flt, bucket=bucket, lag_p90_hours=lag_p90_hours, min_samples=0)
+    cov = coverage(con, flt, bucket=bucket, lag_p90_hours=lag_p90_hours, min_samples=0,
+                   lag_quantiles=False)
     lag = None if cov.empty else cov["maturity_lag_hours"].iloc[0]
     lag = None if lag is None or lag is pd.NA else float(lag)
 

@@ -120,6 +120,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
     summary = loss.overall(con, flt, min_samples=min_samples, auc=auc, cube=cub)
     cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
     sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples)
+    acts = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples)
     days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False, cube=cub)
     versions = loss.by_version(con, flt, min_samples=min_samples, auc=False, cube=cub)
     report: dict[str, Any] = {
@@ -153,11 +154,11 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
                                 "first_ts", "last_ts"]),
         "canary": _canary(con, flt, min_samples),
         "drift": _drift(con, flt, bins) if include_drift else None,
-        "saturation": _saturation(con, flt, sat, min_samples),
+        "saturation": _saturation(sat, acts),
         "labels": _labels(con, flt, min_samples),
     }
     report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift,
-                                                      cube=cub)]
+                                                      cube=cub, activations=acts)]
     return _deep_clean(report)
 
 
@@ -204,9 +205,9 @@ def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int) -> list[dict[
                             "n_current"])
 
 
-def _saturation(con: duckdb.DuckDBPyConnection, flt: Filter, sat: saturation.ScoreSaturation,
-                min_samples: int) -> list[dict[str, Any]]:
-    acts = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples).by_bucket
+def _saturation(sat: saturation.ScoreSaturation,
+                activations: saturation.ActivationSaturation) -> list[dict[str, Any]]:
+    acts = activations.by_bucket
     tails: dict[Any, dict[str, Any]] = {}
     for _, r in acts.iterrows():
         tails.setdefault(r["bucket_start"], {})[r["column"]] = _clean(r["frac_tail"])
@@ -221,7 +222,9 @@ def _saturation(con: duckdb.DuckDBPyConnection, flt: Filter, sat: saturation.Sco
 def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any]:
     cov = labels.coverage(con, flt, bucket="day", min_samples=min_samples)
     lag = labels.label_lag(con, flt)
-    stall = labels.label_stall(con, flt)
+    # The stall's maturity rule uses the same lag p90 as the coverage (label_lag's, over the
+    # same rows): passing it spares the stall a quantile per hour.
+    stall = labels.label_stall(con, flt, lag_p90_hours=lag.p90_hours)
     return {
         "coverage_by_day": [{"day": _iso(r["bucket_start"].date()), **{c: _clean(r[c]) for c in (
             "n_predictions", "n_labelled", "coverage", "mature")}} for _, r in cov.iterrows()],
@@ -250,7 +253,8 @@ def _last_run_start(flags: list[bool], keys: list[Any]) -> tuple[Any, Any] | Non
 
 
 def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any], *,
-             include_drift: bool = True, cube: cube.Cube | None = None) -> list[Finding]:
+             include_drift: bool = True, cube: cube.Cube | None = None,
+             activations: saturation.ActivationSaturation | None = None) -> list[Finding]:
     """What broke, where, since when — from the report's sections (docs/report-json.md).
 
     Rules, each on UTC days unless said: ``loss_regression`` (days whose log loss exceeds the
@@ -259,6 +263,10 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     PSI status ``act``; since = first day at ``act``; where = the segment value with the
     largest PSI), ``nonfinite_scores`` and ``exact_zero_one_scores`` (by hour),
     ``activation_saturation``, ``label_stall``.
+
+    ``cube`` (:func:`cube.build` over ``flt`` and its reference window) and ``activations``
+    (``flt``'s activation saturation by day) are what :func:`build_report` computed already;
+    the findings are the same without them, only slower.
     """
     out: list[Finding] = []
     # Only log_loss is read here: auc=False skips the AUC, the one figure that sorts every row
@@ -285,7 +293,7 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     if include_drift and report.get("drift"):
         out += _drift_findings(con, flt, report["drift"], report["min_samples"], cube)
     out += _score_findings(con, flt)
-    out += _activation_findings(con, flt, report["min_samples"])
+    out += _activation_findings(con, flt, report["min_samples"], activations)
     stall = report["labels"]["stall"]
     if stall.get("stalled"):
         out.append(Finding("label_stall", {}, stall.get("recent_start"), None,
@@ -387,9 +395,14 @@ def _score_findings(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Finding
     return out
 
 
-def _activation_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> list[Finding]:
+def _activation_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
+                         activations: saturation.ActivationSaturation | None) -> list[Finding]:
+    """``activations``: :func:`saturation.activation_saturation` of ``flt`` by day with
+    ``min_samples``, when the caller has it already (build_report)."""
     ref = saturation.activation_saturation(con, flt.reference(), bucket="day", min_samples=1).overall
-    cur = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples).by_bucket
+    if activations is None:
+        activations = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples)
+    cur = activations.by_bucket
     out = []
     for _, r in ref.iterrows():
         base_frac = r["frac_tail"] if r["frac_tail"] is not pd.NA else 0.0
