@@ -92,6 +92,7 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     points. Drop it with :meth:`Cube.drop` when done."""
     # Imported here: loss imports nothing of this module, and this keeps it that way.
     from lossboard.dashboard.analysis.loss import _SUM_NAMES, _row_sql, hourly_sums_sql
+    from lossboard.dashboard.analysis import saturation as sat
 
     flt = resolve_model(con, flt)
     if flt.start is None or flt.end is None:
@@ -105,16 +106,26 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     points = sorted({_us(t) for w in spans for t in (w.start, w.end)} - {0})
     points = [p for p in points if p % _US_PER_HOUR]
     aliases = [(f"_lb_seg{i}", c) for i, c in enumerate(segment_columns)]
-    rows = scored_rows(con, base, aliases + ([("probs", "probs")] if info.task != "binary" else []))
+    rows = scored_rows(con, base, aliases + ([("logit", "logit")] if info.task == "binary"
+                                             else [("probs", "probs")]))
+    score, stored_logit = sat.score_columns_sql(info.task)
     hour = f"(us - ((us % {_US_PER_HOUR}) + {_US_PER_HOUR}) % {_US_PER_HOUR})"
     cuts = "".join(f", CASE WHEN us >= $cube_p{i} THEN $cube_p{i} END" for i in range(len(points)))
-    passthrough = (f", labelled, us, greatest({hour}{cuts}) AS slot, model_version"
+    passthrough = (f", labelled, us, greatest({hour}{cuts}) AS slot, model_version, "
+                   f"label_ts_source, {score} AS s, {sat.logit_sql(score, stored_logit)} AS lg"
                    + "".join(f", CAST({quote_ident(a)} AS VARCHAR) AS {quote_ident(a)}"
                              for a, _ in aliases))
     table = quote_ident(f"lb_cube_{next(_counter)}")
     params: dict[str, object] = dict(rows.params)
     params.update({f"cube_p{i}": p for i, p in enumerate(points)})
-    params.update(ls_threshold=0.5)
+    params.update(ls_threshold=0.5, sat_low=sat.DEFAULT_LOW, sat_high=sat.DEFAULT_HIGH,
+                  sat_tail=sat.DEFAULT_LOGIT_TAIL, sat_extreme=sat.DEFAULT_LOGIT_EXTREME)
+    # Beside the loss sums: score saturation's counts (default thresholds) and the label
+    # counts of labels.coverage, per slot, so those two read the cube as well.
+    counts = {**sat.SCORE_COUNTS,
+              "n_lag": "count(*) FILTER (WHERE labelled AND label_ts_source = 'file')",
+              "n_ingest_time": "count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time')"}
+    extra = "".join(f", {sql} AS {name}" for name, sql in counts.items())
     if info.task != "binary":
         params["ls_classes"] = list(info.classes)
     row_sql = _row_sql(info, "'all'", True, passthrough)
@@ -126,9 +137,9 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
         (f"CREATE TEMP TABLE {table} AS {head}"
          f"SELECT 'model_version' AS dim, CAST(model_version AS VARCHAR) AS value, slot, "
          f"count(*) AS n_predictions, min(us) AS first_us, max(us) AS last_us, "
-         f"{hourly_sums_sql('labelled')} FROM r GROUP BY slot, model_version"),
+         f"{hourly_sums_sql('labelled')}{extra} FROM r GROUP BY slot, model_version"),
         (f"INSERT INTO {table} SELECT '' AS dim, NULL AS value, slot, sum(n_predictions), "
-         f"min(first_us), max(last_us), {', '.join(f'sum({c})' for c in _SUM_NAMES)} "
+         f"min(first_us), max(last_us), {', '.join(f'sum({c})' for c in (*_SUM_NAMES, *counts))} "
          f"FROM {table} GROUP BY slot"),
     ]
     if aliases:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -48,6 +48,10 @@ from lossboard.dashboard.analysis.saturation import (
     typed,
 )
 from lossboard.errors import QueryError
+from lossboard.sql import quote_ident
+
+if TYPE_CHECKING:  # cube imports loss, which imports saturation, which this module imports
+    from lossboard.dashboard.analysis.cube import Cube
 
 _US_PER_HOUR = 3_600_000_000
 
@@ -147,7 +151,8 @@ FROM ({src})"""
 # --------------------------------------------------------------------------- coverage
 def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day",
              lag_p90_hours: float | None = None,
-             min_samples: int = DEFAULT_MIN_SAMPLES, lag_quantiles: bool = True) -> pd.DataFrame:
+             min_samples: int = DEFAULT_MIN_SAMPLES, lag_quantiles: bool = True,
+             cube: Cube | None = None) -> pd.DataFrame:
     """Label coverage per UTC bucket, with the bucket's lag and whether it is mature.
 
     One row per bucket holding at least one prediction of the filter, by ``bucket_start``:
@@ -166,7 +171,8 @@ def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day"
 
     ``lag_quantiles=False`` with ``lag_p90_hours`` given leaves the three lag quantiles
     ``<NA>``: a quantile per bucket is most of this function's cost (:func:`label_stall` reads
-    only counts and maturity).
+    only counts and maturity). Then the counts can come from ``cube`` (cube.py) when it covers
+    the Filter.
 
     Example: a day bucket ending 50 h before as-of with lag p90 42 h is mature; its coverage
     is trustworthy. One ending 10 h before as-of is not, whatever its coverage.
@@ -177,10 +183,23 @@ def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day"
     if lag_p90_hours is not None and not (isinstance(lag_p90_hours, (int, float))
                                           and math.isfinite(lag_p90_hours)):
         raise QueryError(f"lag_p90_hours must be a finite number of hours, got {lag_p90_hours!r}")
-    src, params = label_relation(con, flt)
-    params.update(cv_as_of=_as_of(con, flt), cv_min=min_samples)
     quantiles = ("quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file')"
                  if lag_quantiles or lag_p90_hours is None else "CAST(NULL AS DOUBLE[])")
+    counts = ("count(*) AS n_predictions, count(*) FILTER (WHERE labelled) AS n_labelled, "
+              "count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n_lag, "
+              "count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time")
+    if cube is not None and "quantile" not in quantiles and cube.covers(resolve_model(con, flt)):
+        # The same four counts, summed from the cube's slots (a slot lies inside one hour).
+        where, params = cube.where(flt)
+        m = BUCKET_US[bucket]
+        source = f"(SELECT slot - ((slot % {m}) + {m}) % {m} AS b, * FROM {quote_ident(cube.table)} WHERE {where})"
+        counts = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in
+                           ("n_predictions", "n_labelled", "n_lag", "n_ingest_time"))
+        b = "b"
+    else:
+        src, params = label_relation(con, flt)
+        source, b = f"({src})", f"{bucket_us_sql(bucket)}"
+    params.update(cv_as_of=_as_of(con, flt), cv_min=min_samples)
     # One scan: the () grouping set is the whole filter, whose lag p90 (label_lag's, the same
     # quantile_cont over the same rows) is the maturity threshold unless one is given.
     sql = f"""
@@ -191,13 +210,8 @@ SELECT {bucket_bounds_sql(bucket)}, grouping_id = 1 AS is_overall, n_predictions
          / {_US_PER_HOUR}.0 AS age_hours,
        n_predictions < $cv_min AS low_confidence
 FROM (
-  SELECT {bucket_us_sql(bucket)} AS b, grouping(b) AS grouping_id,
-         count(*) AS n_predictions,
-         count(*) FILTER (WHERE labelled) AS n_labelled,
-         count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n_lag,
-         count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time,
-         {quantiles} AS q
-  FROM ({src})
+  SELECT {b} AS b, grouping(b) AS grouping_id, {counts}, {quantiles} AS q
+  FROM {source}
   GROUP BY GROUPING SETS ((b), ())
 )
 ORDER BY is_overall, bucket_start"""
@@ -236,7 +250,7 @@ class LabelStall:
 
 def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "hour",
                 recent_hours: float = 24.0, ratio: float = 0.5,
-                lag_p90_hours: float | None = None) -> LabelStall:
+                lag_p90_hours: float | None = None, cube: Cube | None = None) -> LabelStall:
     """Have labels stopped arriving? Compares the newest mature buckets with the older ones.
 
     From :func:`coverage` (same ``bucket`` and ``lag_p90_hours``): the *recent* buckets are the
@@ -258,7 +272,7 @@ def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "h
     if not (isinstance(recent_hours, (int, float)) and 0 < recent_hours < math.inf):
         raise QueryError(f"recent_hours must be a positive number of hours, got {recent_hours!r}")
     cov = coverage(con, flt, bucket=bucket, lag_p90_hours=lag_p90_hours, min_samples=0,
-                   lag_quantiles=False)
+                   lag_quantiles=False, cube=cube)
     lag = None if cov.empty else cov["maturity_lag_hours"].iloc[0]
     lag = None if lag is None or lag is pd.NA else float(lag)
 

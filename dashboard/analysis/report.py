@@ -119,7 +119,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
     info = base.model_info(con, flt.model)
     summary = loss.overall(con, flt, min_samples=min_samples, auc=auc, cube=cub)
     cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
-    sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples)
+    sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples, cube=cub)
     acts = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples)
     days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False, cube=cub)
     versions = loss.by_version(con, flt, min_samples=min_samples, auc=False, cube=cub)
@@ -155,7 +155,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
         "canary": _canary(con, flt, min_samples),
         "drift": _drift(con, flt, bins) if include_drift else None,
         "saturation": _saturation(sat, acts),
-        "labels": _labels(con, flt, min_samples),
+        "labels": _labels(con, flt, min_samples, cub),
     }
     report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift,
                                                       cube=cub, activations=acts)]
@@ -219,12 +219,15 @@ def _saturation(sat: saturation.ScoreSaturation,
             for _, r in sat.by_bucket.iterrows()]
 
 
-def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any]:
-    cov = labels.coverage(con, flt, bucket="day", min_samples=min_samples)
+def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
+            cub: cube.Cube | None) -> dict[str, Any]:
     lag = labels.label_lag(con, flt)
-    # The stall's maturity rule uses the same lag p90 as the coverage (label_lag's, over the
-    # same rows): passing it spares the stall a quantile per hour.
-    stall = labels.label_stall(con, flt, lag_p90_hours=lag.p90_hours)
+    # Coverage's and the stall's maturity rule use label_lag's p90 over the same rows when
+    # given none; passing it spares them a quantile per bucket (not shown here) and lets
+    # them count from the cube.
+    cov = labels.coverage(con, flt, bucket="day", min_samples=min_samples,
+                          lag_p90_hours=lag.p90_hours, lag_quantiles=False, cube=cub)
+    stall = labels.label_stall(con, flt, lag_p90_hours=lag.p90_hours, cube=cub)
     return {
         "coverage_by_day": [{"day": _iso(r["bucket_start"].date()), **{c: _clean(r[c]) for c in (
             "n_predictions", "n_labelled", "coverage", "mature")}} for _, r in cov.iterrows()],
@@ -292,7 +295,7 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
                            can["log_loss_candidate"], can["log_loss_baseline"], can["reason"]))
     if include_drift and report.get("drift"):
         out += _drift_findings(con, flt, report["drift"], report["min_samples"], cube)
-    out += _score_findings(con, flt)
+    out += _score_findings(con, flt, cube)
     out += _activation_findings(con, flt, report["min_samples"], activations)
     stall = report["labels"]["stall"]
     if stall.get("stalled"):
@@ -377,8 +380,9 @@ def _drift_where(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, over
     return {"segment": {best[1]: best[2]}, "segment_psi": best[0]}
 
 
-def _score_findings(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Finding]:
-    hours = saturation.score_saturation(con, flt, bucket="hour", min_samples=1).by_bucket
+def _score_findings(con: duckdb.DuckDBPyConnection, flt: Filter,
+                    cub: cube.Cube | None) -> list[Finding]:
+    hours = saturation.score_saturation(con, flt, bucket="hour", min_samples=1, cube=cub).by_bucket
     out = []
     for what, count, label in (("nonfinite_scores", hours["n_nan"] + hours["n_posinf"] + hours["n_neginf"],
                                 "NaN/inf scores"),

@@ -30,8 +30,9 @@ definition; in short:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -46,6 +47,9 @@ from lossboard.dashboard.analysis.base import (
 )
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.errors import QueryError
+
+if TYPE_CHECKING:  # cube imports loss, which imports this module
+    from lossboard.dashboard.analysis.cube import Cube
 from lossboard.sql import quote_ident
 
 #: Default score cut-offs: ``s < 0.01`` or ``s > 0.99`` is saturated.
@@ -154,21 +158,46 @@ def _float_or_none(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
+def score_columns_sql(task: str) -> tuple[str, str]:
+    """(score, logit) SQL over a predictions row with ``p``, ``logit``, ``probs``: the score
+    ``s`` (binary ``p``; multiclass ``max(probs) / sum(probs)``) and the stored logit."""
+    if task == "binary":
+        return "CAST(p AS DOUBLE)", "CAST(logit AS DOUBLE)"
+    # NaN in any element makes both list_max and list_sum NaN, and an all-zero row gives
+    # 0 / 0 = NaN: either way the score is NaN and counted as such.
+    return "CAST(list_max(probs) / list_sum(probs) AS DOUBLE)", "NULL::DOUBLE"
+
+
+def logit_sql(s: str, stored_logit: str) -> str:
+    """The logit of score ``s``: the stored one if any, else ln(pc / (1 - pc)) of the clipped
+    score; NULL when ``s`` is not finite."""
+    pc = f"least(greatest({s}, {CLIP_EPS!r}), 1 - {CLIP_EPS!r})"
+    return f"CASE WHEN isfinite({s}) THEN coalesce({stored_logit}, ln({pc} / (1 - {pc}))) END"
+
+
+#: The counts of :func:`score_saturation` over rows with ``s`` and ``lg`` (thresholds bound as
+#: $sat_low, $sat_high, $sat_tail, $sat_extreme); cube.py keeps them per slot too.
+SCORE_COUNTS = {
+    "n_finite": "count(*) FILTER (WHERE isfinite(s))",
+    "n_nan": "count(*) FILTER (WHERE isnan(s))",
+    "n_posinf": "count(*) FILTER (WHERE s = 'inf'::DOUBLE)",
+    "n_neginf": "count(*) FILTER (WHERE s = '-inf'::DOUBLE)",
+    "n_low": "count(*) FILTER (WHERE isfinite(s) AND s < $sat_low)",
+    "n_high": "count(*) FILTER (WHERE isfinite(s) AND s > $sat_high)",
+    "n_exact_0": "count(*) FILTER (WHERE s = 0)",
+    "n_exact_1": "count(*) FILTER (WHERE s = 1)",
+    "n_logit_tail": "count(*) FILTER (WHERE isfinite(s) AND abs(lg) > $sat_tail)",
+    "n_logit_extreme": "count(*) FILTER (WHERE isfinite(s) AND abs(lg) > $sat_extreme)",
+}
+
+
 def _score_sql(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[str, dict[str, Any], Filter]:
     """(SELECT ts, s, lg FROM ...) over the filter: the score and its logit per prediction."""
     flt = resolve_model(con, flt)
     rows = prediction_rows(con, flt)
-    if model_info(con, flt.model).task == "binary":
-        score, stored_logit = "p", "logit"
-    else:
-        # NaN in any element makes both list_max and list_sum NaN, and an all-zero row gives
-        # 0 / 0 = NaN: either way the score is NaN and counted as such.
-        score, stored_logit = "list_max(probs) / list_sum(probs)", "NULL::DOUBLE"
-    pc = f"least(greatest(s, {CLIP_EPS!r}), 1 - {CLIP_EPS!r})"
-    sql = (f"SELECT ts, s, CASE WHEN isfinite(s) THEN "
-           f"coalesce(stored_logit, ln({pc} / (1 - {pc}))) END AS lg "
-           f"FROM (SELECT ts, CAST({score} AS DOUBLE) AS s, "
-           f"CAST({stored_logit} AS DOUBLE) AS stored_logit FROM ({rows.sql}))")
+    score, stored_logit = score_columns_sql(model_info(con, flt.model).task)
+    sql = (f"SELECT ts, s, {logit_sql('s', 'stored_logit')} AS lg "
+           f"FROM (SELECT ts, {score} AS s, {stored_logit} AS stored_logit FROM ({rows.sql}))")
     return sql, dict(rows.params), flt
 
 
@@ -217,7 +246,7 @@ def score_saturation(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str
                      low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
                      logit_tail: float = DEFAULT_LOGIT_TAIL,
                      logit_extreme: float = DEFAULT_LOGIT_EXTREME,
-                     min_samples: int = DEFAULT_MIN_SAMPLES) -> ScoreSaturation:
+                     min_samples: int = DEFAULT_MIN_SAMPLES, cube: Cube | None = None) -> ScoreSaturation:
     """Share of scores near 0 / 1, non-finite scores and logit tails, per bucket and overall.
 
     Per bucket (UTC ``bucket`` = 'hour' | 'day') and over the filter, with ``s`` the score (binary:
@@ -248,7 +277,23 @@ def score_saturation(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str
     logit_tail = _check_range("logit_tail", logit_tail, 0.0, math.inf, open_lo=True)
     logit_extreme = _check_range("logit_extreme", logit_extreme, 0.0, math.inf, open_lo=True)
     min_samples = _check_int("min_samples", min_samples, 0, 2**62)
-    src, params, _ = _score_sql(con, flt)
+    defaults = (low, high, logit_tail, logit_extreme) == (DEFAULT_LOW, DEFAULT_HIGH,
+                                                          DEFAULT_LOGIT_TAIL, DEFAULT_LOGIT_EXTREME)
+    if cube is not None and defaults and cube.covers(resolve_model(con, flt)):
+        # The same counts, summed from the cube's slots (cube.py holds them per slot with the
+        # default thresholds); a slot lies inside one hour, so it lies inside one bucket.
+        where, params = cube.where(flt)
+        m = BUCKET_US[bucket]
+        sums = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in SCORE_COUNTS)
+        counts = (f"SELECT slot - ((slot % {m}) + {m}) % {m} AS b, grouping(b) = 1 AS is_overall, "
+                  f"coalesce(sum(n_predictions), 0) AS n, {sums} "
+                  f"FROM {quote_ident(cube.table)} WHERE {where} GROUP BY GROUPING SETS ((b), ())")
+    else:
+        src, params, _ = _score_sql(con, flt)
+        counts = (f"SELECT b, grouping(b) = 1 AS is_overall, count(*) AS n, "
+                  + ", ".join(f"{sql} AS {name}" for name, sql in SCORE_COUNTS.items())
+                  + f" FROM (SELECT {bucket_us_sql(bucket)} AS b, s, lg FROM ({src})) "
+                  "GROUP BY GROUPING SETS ((b), ())")
     params.update(sat_low=low, sat_high=high, sat_tail=logit_tail, sat_extreme=logit_extreme,
                   sat_min=min_samples)
     sql = f"""
@@ -260,23 +305,10 @@ SELECT * EXCLUDE (b), {bucket_bounds_sql(bucket)},
        n_logit_tail / nullif(n_finite, 0) AS frac_logit_tail,
        n_logit_extreme / nullif(n_finite, 0) AS frac_logit_extreme,
        n < $sat_min AS low_confidence
-FROM (
-  SELECT b, grouping(b) = 1 AS is_overall,
-         count(*) AS n,
-         count(*) FILTER (WHERE isfinite(s)) AS n_finite,
-         count(*) FILTER (WHERE isnan(s)) AS n_nan,
-         count(*) FILTER (WHERE s = 'inf'::DOUBLE) AS n_posinf,
-         count(*) FILTER (WHERE s = '-inf'::DOUBLE) AS n_neginf,
-         count(*) FILTER (WHERE isfinite(s) AND s < $sat_low) AS n_low,
-         count(*) FILTER (WHERE isfinite(s) AND s > $sat_high) AS n_high,
-         count(*) FILTER (WHERE s = 0) AS n_exact_0,
-         count(*) FILTER (WHERE s = 1) AS n_exact_1,
-         count(*) FILTER (WHERE isfinite(s) AND abs(lg) > $sat_tail) AS n_logit_tail,
-         count(*) FILTER (WHERE isfinite(s) AND abs(lg) > $sat_extreme) AS n_logit_extreme
-  FROM (SELECT {bucket_us_sql(bucket)} AS b, s, lg FROM ({src}))
-  GROUP BY GROUPING SETS ((b), ())
-)
+FROM ({counts})
 ORDER BY is_overall, bucket_start"""
+    # The cube's counts carry their thresholds already: bind only the parameters used.
+    params = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
     frame = run_query(con, sql, params, "computing score saturation")
     overall_row = frame[frame["is_overall"]]
     by_bucket = frame[~frame["is_overall"]]

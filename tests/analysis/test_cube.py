@@ -53,6 +53,7 @@ def check_all(db, flt: Filter, cols: list[str]) -> cube.Cube:
         try:
             for w in windows(flt):
                 assert c.covers(w), w
+                check_counts(con, w, c)
                 for auc in (True, False):
                     assert_same(loss.overall(con, w, auc=auc), loss.overall(con, w, auc=auc, cube=c),
                                 f"overall {w}")
@@ -135,3 +136,20 @@ def test_a_cube_is_not_used_for_a_filter_it_does_not_cover(make_db) -> None:
             c.drop(con)
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
                            [c.table]).fetchone()[0] == 0
+
+
+def check_counts(con, flt: Filter, c: cube.Cube) -> None:
+    """score_saturation and labels.coverage / label_stall read the cube's counts."""
+    from lossboard.dashboard.analysis import labels, saturation
+    lag = labels.label_lag(con, flt).p90_hours
+    for bucket in ("day", "hour"):
+        a = saturation.score_saturation(con, flt, bucket=bucket)
+        b = saturation.score_saturation(con, flt, bucket=bucket, cube=c)
+        assert_same(a.overall, b.overall, f"saturation {bucket}")
+        assert_same(a.by_bucket, b.by_bucket, f"saturation {bucket}")
+        if lag is not None:
+            kw = dict(bucket=bucket, lag_p90_hours=lag, lag_quantiles=False)
+            assert_same(labels.coverage(con, flt, **kw), labels.coverage(con, flt, **kw, cube=c),
+                        f"coverage {bucket}")
+    assert_same(labels.label_stall(con, flt, lag_p90_hours=lag),
+                labels.label_stall(con, flt, lag_p90_hours=lag, cube=c), "stall")
