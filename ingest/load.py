@@ -368,13 +368,13 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
 
     extras, new_extras, warnings = _plan_extras(mapping, raw_types, sniffed_types, reg, src)
     task, classes, n_classes = _model_shape(con, mapping, raw_types, snap, src)
-    con.execute("CREATE TABLE lb_models (model VARCHAR, task VARCHAR, classes VARCHAR[])")
-    if snap.models:
-        con.executemany("INSERT INTO lb_models VALUES (?, ?, ?)", [list(m) for m in snap.models])
 
     staging = validate.staging_sql(mapping, raw_types, extras, n_classes, ordinal)
     params = {"salt": snap.salt, "ingest_ts": started, "model": mapping.constants.get("model"),
-              "model_version": mapping.constants.get("model_version"), "n_classes": n_classes}
+              "model_version": mapping.constants.get("model_version"), "n_classes": n_classes,
+              "registry_models": [m[0] for m in snap.models],
+              "registry_tasks": [m[1] for m in snap.models],
+              "registry_classes": [m[2] for m in snap.models]}
     used = {k: v for k, v in params.items() if f"${k}" in staging.sql}
     if in_place:
         # The file is read by this statement, so a damaged file fails here.
@@ -634,17 +634,15 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, kind: str, table: str,
     contract = [c for c, _ in schema.CONTRACT_COLUMNS[kind]]
     target_cols = contract + ["_lb_file_id", "_lb_row_number", "_lb_row_hash"] + [x.target for x in extras]
     select = contract + ["$file_id", "_lb_row_number", "_lb_row_hash"] + [x.staged for x in extras]
-    # Rows are stored in file order. The predictions and kpi staging CTAS read `raw` alone, so
+    # Rows are stored in file order. Every staging CTAS reads `raw` alone (no join), so
     # `staged` is already in _lb_ord order and a single-table SELECT/WHERE keeps it
     # (preserve_insertion_order, DuckDB's default; docs: "order preservation"). Sorting again
     # spilled past memory_limit and cost 2.5 s of a 10M-row ingest on a quiet 2-core machine,
-    # up to 30 s on a busy one (docs/benchmarks.md). The labels CTAS joins lb_models, and a
-    # join does not keep order, so labels are still sorted.
-    order = " ORDER BY _lb_ord" if kind == "labels" else ""
+    # up to 30 s on a busy one (docs/benchmarks.md).
     con.execute(
         f"INSERT INTO {table} ({', '.join(q(c) for c in target_cols)}) "
         f"SELECT {', '.join(c if c.startswith('$') else q(c) for c in select)} "
-        f"FROM staged WHERE _lb_reason IS NULL{order}",
+        f"FROM staged WHERE _lb_reason IS NULL",
         {"file_id": file_id},
     )
 

@@ -105,12 +105,19 @@ def _text(col: str, sql_type: str = "VARCHAR") -> str:
     return f"NULLIF(trim({as_text(col, sql_type)}), '')"
 
 
+#: Label spellings that mean 1 and 0 (compared after trim and lower).
+_LABEL_SPELLINGS = (("1", ("1", "1.0", "true", "t", "yes")), ("0", ("0", "0.0", "false", "f", "no")))
+
+
 def canonical_label(col: str, sql_type: str = "VARCHAR") -> str:
     text = as_text(col, sql_type)
     v = f"lower(trim({text}))"
-    return (f"CASE WHEN {v} IN ('1', '1.0', 'true', 't', 'yes') THEN '1' "
-            f"WHEN {v} IN ('0', '0.0', 'false', 'f', 'no') THEN '0' "
-            f"ELSE NULLIF(trim({text}), '') END")
+    # One WHEN per spelling, not `IN (...)` (nor list_contains, rewritten to IN): DuckDB plans
+    # an IN list of 5 constants as a hash (mark) join, and a join in the staging CTAS gives
+    # up the file's row order, which then cost a sort of every label before the insert.
+    whens = " ".join(f"WHEN {quote_literal(spelling)} THEN '{value}'"
+                     for value, spellings in _LABEL_SPELLINGS for spelling in spellings)
+    return f"CASE {v} {whens} ELSE NULLIF(trim({text}), '') END"
 
 
 def sigmoid(x: str) -> str:
@@ -179,7 +186,9 @@ def staging_sql(mapping: ResolvedMapping, raw_types: dict[str, str], extras: lis
     ``raw`` is a view over the file (:func:`lossboard.ingest.readers.raw_view`).
 
     Parameters bound by the caller: ``$salt`` (PII), ``$ingest_ts`` (label time when the file has
-    none), ``$model`` / ``$model_version`` (constants, may be NULL), ``$classes`` (VARCHAR[]).
+    none), ``$model`` / ``$model_version`` (constants, may be NULL), ``$classes`` (VARCHAR[]),
+    and for labels the model registry as three parallel lists: ``$registry_models``,
+    ``$registry_tasks`` and ``$registry_classes``.
     """
     builder = {"predictions": _predictions, "labels": _labels, "kpi": _kpi}[mapping.kind]
     return StagingSql(builder(mapping, raw_types, extras, n_classes, ordinal))
@@ -325,13 +334,20 @@ def _labels(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraCol
     extra_items, extra_bad, extra_detail = _extras_parts(extras)
     inner += extra_items
     inner += [f"{extra_bad} AS _lb_extra_bad", f"{extra_detail} AS _lb_extra_detail"]
+    # The model registry is looked up in maps built from bound lists, not joined: a join
+    # does not keep the file's row order, which then cost a sort of every label before the
+    # insert (docs/benchmarks.md). A model missing from the registry looks up NULL, as the
+    # LEFT JOIN it replaces gave.
+    names = "CAST($registry_models AS VARCHAR[])"
+    task = f"map_extract_value(MAP({names}, CAST($registry_tasks AS VARCHAR[])), s.model)"
+    classes = f"map_extract_value(MAP({names}, CAST($registry_classes AS VARCHAR[][])), s.model)"
     rules = [
         ("request_id IS NULL", "missing_request_id", "'request id is empty'"),
         ("label IS NULL", "bad_label", "'label is empty'"),
-        ("lb_models.task = 'binary' AND label NOT IN ('0', '1')", "bad_label",
+        (f"{task} = 'binary' AND label NOT IN ('0', '1')", "bad_label",
          "'model ' || s.model || ' is binary; label must be 0 or 1, got ' || _lb_label_raw"),
-        ("lb_models.task = 'multiclass' AND NOT list_contains(lb_models.classes, label)", "bad_label",
-         "'model ' || s.model || ' has classes ' || array_to_string(lb_models.classes, ', ') "
+        (f"{task} = 'multiclass' AND NOT list_contains({classes}, label)", "bad_label",
+         f"'model ' || s.model || ' has classes ' || array_to_string({classes}, ', ') "
          "|| '; got ' || _lb_label_raw"),
         ("label_ts IS NULL", "bad_ts", "'label time is not a timestamp in [1970, 2200): ' || _lb_ts_raw"),
         ("_lb_extra_bad", "bad_value", "_lb_extra_detail"),
@@ -342,8 +358,7 @@ def _labels(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraCol
 SELECT _lb_ord, _lb_ord + 1 AS _lb_row_number, request_id, s.model AS model, label, label_ts, label_ts_source,
        hash(label) AS _lb_row_hash,
        {reason} AS _lb_reason, {detail} AS _lb_detail{', ' + staged_extras if extras else ''}
-FROM (SELECT {', '.join(inner)} FROM raw) s
-LEFT JOIN lb_models ON lb_models.model = s.model"""
+FROM (SELECT {', '.join(inner)} FROM raw) s"""
 
 
 def _kpi(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraColumn],

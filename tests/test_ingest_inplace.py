@@ -192,3 +192,70 @@ def test_in_place_equals_copy_for_any_rows(tmp_path_factory: pytest.TempPathFact
     in_place, copied = _ingest_both_ways(folder, [(first, flags), (second, flags)])
     assert in_place == copied
     shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Explaining:
+    """A staging connection that records the plan of each staging CTAS before running it."""
+
+    def __init__(self, con: Any, plans: list[str]) -> None:
+        self._con, self._plans = con, plans
+
+    def execute(self, sql: str, *params: Any) -> Any:
+        if sql.lstrip().startswith("CREATE TABLE staged"):
+            self._plans.append(self._con.execute("EXPLAIN " + sql, *params).fetchall()[0][1])
+        return self._con.execute(sql, *params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_no_staging_ctas_joins_so_file_order_needs_no_sort(tmp_path: Path, fmt: str) -> None:
+    # The insert keeps the staging order and does not sort (load._insert_rows). That holds only
+    # while every staging CTAS scans `raw` alone: a join (the model registry once; an IN list
+    # of 5 labels, which DuckDB plans as a mark join) put 1 of 900k labels out of order.
+    from contextlib import contextmanager
+
+    import lossboard.ingest.load as load
+
+    plans: list[str] = []
+    real = load._staging_connection
+
+    @contextmanager
+    def explaining(options: IngestOptions) -> Any:
+        with real(options) as con:
+            yield _Explaining(con, plans)
+
+    def write(name: str, table: pa.Table) -> Path:
+        path = tmp_path / f"{name}.{fmt}"
+        if fmt == "parquet":
+            pq.write_table(table, path, row_group_size=4_096)
+        else:
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(table, path)
+        return path
+
+    n = 40_000
+    preds = write("preds", _prediction_table(n, seed=11))
+    labels = write("labels", pa.table({
+        "request_id": [f"r{i}" for i in range(n)],
+        "label": [["yes", "0", "no", "1", "true", " F "][i % 6] for i in range(n)],
+        "model": ["m"] * n}))
+    kpis = write("kpis", pa.table({"day": ["2026-01-15", "2026-01-16"], "kpi": ["revenue"] * 2,
+                                   "value": [1.0, 2.0]}))
+    db = tmp_path / "lb.duckdb"
+    with mock.patch.object(load, "_staging_connection", explaining):
+        ingest_one(db, preds, model="m", model_version="v1", pii=("email",))
+        ingest_one(db, labels, kind="labels")
+        ingest_one(db, kpis, kind="kpi")
+    assert len(plans) == 3
+    for plan in plans:
+        assert "JOIN" not in plan.upper(), plan
+    for table in ("predictions", "labels"):
+        out_of_order = scalar(db, f"SELECT count(*) FROM (SELECT _lb_row_number, lag(_lb_row_number) "
+                                  f"OVER (ORDER BY rowid) AS prev FROM {table}) "
+                                  "WHERE prev > _lb_row_number")
+        assert out_of_order == 0, table
+    assert query(db, "SELECT label, count(*) FROM labels GROUP BY ALL ORDER BY ALL") == [
+        ("0", 20_000), ("1", 20_000)]
