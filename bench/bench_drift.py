@@ -21,7 +21,9 @@ Reference = the first 15 days, current = the last 15 (5M rows each at 10M). Each
 * ``baseline``: read the six columns of both windows into pandas (one DuckDB query each),
   then per feature ``scipy.stats.ks_2samp`` and a numpy PSI with the same definition
   (inverted-CDF edges from the reference, right-closed open-ended bins, eps = 1e-4);
-* ``lossboard``: ``feature_drift(con, flt, features=[the six])`` on a read-only connection.
+* ``lossboard``: ``feature_drift(con, flt, features=[the six])`` on a read-only connection;
+* ``daily``: ``daily_drift(con, flt, feature=[the six])``, PSI and exact KS of each of the 15
+  current days against the reference (no baseline computes it; for scale).
 
 It prints one table (case, rows, wall seconds median / best, CPU seconds, peak RSS, ratio to
 the baseline's median), checks that both give the same KS statistic and p-value and PSI (to
@@ -160,6 +162,18 @@ def case_lossboard(db: Path) -> dict:
                         for row in frame.itertuples()}}
 
 
+def case_daily(db: Path) -> dict:
+    from lossboard.dashboard.analysis.drift import daily_drift
+    from lossboard.dashboard.analysis.filters import Filter
+    from lossboard.db import read_connection
+
+    flt = Filter(model="bench", start=CURRENT[0], end=CURRENT[1],
+                 reference_start=REFERENCE[0], reference_end=REFERENCE[1])
+    with read_connection(db) as con:
+        frame = daily_drift(con, flt, feature=FEATURES, bins=BINS, eps=EPS)
+    return {"days": int(frame["day"].nunique())}
+
+
 def run_child(case: str, db: Path) -> None:
     """In the subprocess: run one case, print one JSON line."""
     import lossboard.dashboard.analysis.drift  # noqa: F401  (imports are not timed)
@@ -167,7 +181,7 @@ def run_child(case: str, db: Path) -> None:
 
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    out = {"baseline": case_baseline, "lossboard": case_lossboard}[case](db)
+    out = {"baseline": case_baseline, "lossboard": case_lossboard, "daily": case_daily}[case](db)
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     out.update(seconds=wall,
@@ -186,7 +200,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--generate-only", action="store_true", help="write the data and stop")
-    ap.add_argument("--child", choices=["baseline", "lossboard"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["baseline", "lossboard", "daily"], help=argparse.SUPPRESS)
     ap.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -204,7 +218,7 @@ def main() -> None:
           f"{info['duckdb']}, pandas {info['pandas']}, scipy {info['scipy']}; "
           f"load average {', '.join(f'{x:.2f}' for x in info['load_average'])}", flush=True)
 
-    runs: dict[str, list[dict]] = {"baseline": [], "lossboard": []}
+    runs: dict[str, list[dict]] = {"baseline": [], "lossboard": [], "daily": []}
     for _ in range(args.repeat):  # interleaved, so a burst of other load hits both
         for case in runs:
             runs[case].append(run_case(__file__, case, db))

@@ -40,23 +40,28 @@ Status
     ``no_data`` with a ``reason`` when either window has no rows or no usable value.
 
 How it runs (docs/metrics/drift.md, "Performance"): sorting every value is ~80% of a
-direct KS, so the full sort is avoided. One aggregate query counts every requested column per
-window (missing rates, finite range, a small reservoir sample). Then per numeric column:
-(1) a fine histogram over an order-preserving transform of the value gives the exact ECDFs at
-every fine-bin end, hence a lower bound on D and, per fine bin, an upper bound of the gap inside
-it; (2) only the fine bins that could hold the maximum or hold a quantile edge are read again
-and resolved value by value. Exact, because every fine-bin end is a data value and a skipped bin
-provably holds no larger gap; only counts per bin reach Python.
+direct KS, so the full sort is avoided. A block sample of the table places the fine bins. Then
+per numeric column (1) one query counts every window, day or segment into a fine histogram over
+an order-preserving transform of the value (a perfect hash table: the key and the bin are
+bounded integers); the exact ECDFs at every fine-bin end give a lower bound on D and, per fine
+bin, an upper bound of the gap inside it; (2) one query for all columns reads again only the
+rows of the fine bins that could hold the maximum or hold a quantile edge, counted value by
+value. Exact, because the ECDFs at a bin's end are those at its largest value and a skipped bin
+provably holds no larger gap; only counts per bin and per resolved value reach Python. The
+windows' conditions are split into the part they share (model, segments) and the parts that
+tell them apart (times, versions, maturity), so telling a row's window costs two comparisons.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -70,7 +75,7 @@ from lossboard.dashboard.analysis.base import (
     predictions_columns,
     resolve_model,
 )
-from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.analysis.filters import Filter, Where
 from lossboard.errors import QueryError
 from lossboard.sql import quote_ident
 
@@ -89,11 +94,17 @@ SCORE = "__score__"
 KS_EXACT_MAX_N = 10_000
 #: Registry roles a named feature may have (activations are numeric inputs too).
 FEATURE_ROLES = ("feature", "activation")
-#: Fine bins of the two-stage KS. More bins: a dearer first pass, fewer rows in the second
+#: Fine bins per sample of the two-stage KS (at most: fewer when many days or segments share
+#: one histogram). More bins: a dearer first pass, fewer rows in the second
 #: (docs/metrics/drift.md, "Performance").
-FINE_BINS = 1 << 16
-#: Reservoir size per window for the sample that centres and scales the fine bins.
-_KNOT_SAMPLE = 4096
+FINE_BINS = (1 << 14) - 1
+#: Largest perfect hash table (keys x fine bins, as a power of two) the fine histogram may use.
+_MAX_TABLE_BITS = 22
+#: The block sample that places the fine bins: this percentage of the table's vectors, or,
+#: when fewer than _MIN_SAMPLE_ROWS rows of the windows come out, a reservoir of the windows.
+_SAMPLE_PERCENT = 1
+_MIN_SAMPLE_ROWS = 2000
+_RESERVOIR_ROWS = 20_000
 
 REASONS = ("empty_reference_window", "empty_current_window", "no_reference_values",
            "no_current_values")
@@ -137,6 +148,8 @@ DRIFT_COLUMNS = tuple(f.name for f in fields(DriftResult))
 #: Columns of :func:`distribution`.
 DISTRIBUTION_COLUMNS = ("bin", "label", "lower", "upper", "n_reference", "n_current",
                         "reference_share", "current_share", "psi_term")
+#: Columns of :func:`segment_psi`.
+SEGMENT_PSI_COLUMNS = ("value", "psi", "n_reference", "n_current")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,34 +284,186 @@ def _columns(con: duckdb.DuckDBPyConnection, flt: Filter,
 
 @dataclass(frozen=True)
 class _Windows:
-    """Rows of either window: ``is_ref`` and the current group ``g`` (NULL: not current)."""
+    """Rows of either window and the integer key that says which samples each row is in.
+
+    ``key`` = ``segment * width + part``: part 0 for a row only in the reference window,
+    ``1 + 2 g + r`` for a row of current group g (r = 1 when the row is in the reference window
+    too: overlapping windows count it in both samples); ``width = 2 * len(groups) + 1``.
+    ``groups`` maps the current group index to its public name (0, or the UTC day);
+    ``segments`` the segment index to the segment value (``("",)`` without a split).
+    """
 
     where: str
-    is_ref: str
-    group: str
+    key: str
     params: dict[str, Any]
+    groups: tuple[Any, ...]
+    segments: tuple[str, ...] = ("",)
+
+    @property
+    def width(self) -> int:
+        return 2 * len(self.groups) + 1
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.segments) * self.width
 
 
-def _windows(con: duckdb.DuckDBPyConnection, flt: Filter, daily: bool) -> _Windows:
-    ref = flt.reference()
+_DAY_US = 86_400_000_000
+
+
+def _day_range(con: duckdb.DuckDBPyConnection, flt: Filter, cur_sql: str,
+               params: dict[str, Any]) -> tuple[int, int]:
+    """(first UTC day, number of days) the current window can touch, as epoch microseconds of
+    the first midnight and a count; from the Filter's range, else from the rows."""
+    if flt.start is not None and flt.end is not None:
+        first_us, last_us = _epoch_us(flt.start), _epoch_us(flt.end) - 1
+    else:
+        row = _run(con, f"SELECT epoch_us(min(p.ts)), epoch_us(max(p.ts)) FROM predictions p "
+                        f"WHERE {cur_sql}", params, "finding the days of the current window")[0]
+        if row[0] is None:
+            return 0, 1
+        first_us, last_us = int(row[0]), int(row[1])
+    origin = first_us // _DAY_US * _DAY_US
+    return origin, (last_us - origin) // _DAY_US + 1
+
+
+def _epoch_us(ts: datetime) -> int:
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _window_where(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[Where, Where]:
+    """The WHERE conditions of the reference and the current window (parameter names apart)."""
     cols = predictions_columns(con)
-    cur_w = flt.where(cols, alias="p", prefix="cur")
-    ref_w = ref.where(cols, alias="p", prefix="ref")
-    # The UTC calendar day, whatever the session's TimeZone: make_timestamp(epoch_us(ts)) is
-    # timezone('UTC', ts) without ICU, which made daily_drift 35% faster at 10M rows
-    # (docs/benchmarks.md, "Analysis and report").
-    g = "CAST(make_timestamp(epoch_us(p.ts)) AS DATE)" if daily else "0"
-    return _Windows(where=f"({ref_w.sql}) OR ({cur_w.sql})", is_ref=f"coalesce({ref_w.sql}, false)",
-                    group=f"CASE WHEN {cur_w.sql} THEN {g} END",
-                    params={**ref_w.params, **cur_w.params})
+    return flt.reference().where(cols, alias="p", prefix="ref"), flt.where(cols, alias="p",
+                                                                          prefix="cur")
+
+
+#: The Filter fields :func:`_window_parts` knows how the two windows share.
+_SPLIT_FIELDS = frozenset({"start", "end", "model", "versions", "segments", "maturity_hours",
+                           "reference_start", "reference_end", "reference_version"})
+
+
+def _window_parts(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[Where, Where, Where]:
+    """(common, reference-only, current-only) conditions: reference = common AND
+    reference-only, current = common AND current-only.
+
+    The windows share model and segments (``Filter.reference``), so the per-row test of which
+    window a row is in compares only times (and versions, maturity): a model string compared
+    twice per row per column cost a quarter of the fine histogram. A Filter field this split
+    does not know keeps both conditions whole.
+    """
+    cols = predictions_columns(con)
+    ref = flt.reference()
+    if any(getattr(flt, f.name) != f.default for f in fields(Filter)
+           if f.name not in _SPLIT_FIELDS):
+        ref_w, cur_w = _window_where(con, flt)
+        return Where("true"), ref_w, cur_w
+    return (Filter(model=flt.model, segments=flt.segments).where(cols, alias="p", prefix="com"),
+            Filter(start=ref.start, end=ref.end, versions=ref.versions).where(
+                cols, alias="p", prefix="ref"),
+            Filter(start=flt.start, end=flt.end, versions=flt.versions,
+                   maturity_hours=flt.maturity_hours).where(cols, alias="p", prefix="cur"))
+
+
+def _windows(con: duckdb.DuckDBPyConnection, flt: Filter, daily: bool,
+             split: tuple[str, tuple[str, ...]] | None = None) -> _Windows:
+    """The rows of ``flt.reference()`` and ``flt``; ``daily``: one current group per UTC day;
+    ``split``: (segment column, its values): one pair of samples per value (rows where the
+    column is NULL or another value belong to none)."""
+    common, ref_w, cur_w = _window_parts(con, flt)
+    params: dict[str, Any] = {**common.params, **ref_w.params, **cur_w.params}
+    where = f"({common.sql}) AND (({ref_w.sql}) OR ({cur_w.sql}))"
+    groups: tuple[Any, ...] = (0,)
+    day = "0"
+    if daily:
+        # The UTC calendar day as whole days since a UTC midnight: integer arithmetic on
+        # epoch_us, no ICU time zone (docs/benchmarks.md, "Analysis and report"), and a
+        # bounded integer, so that DuckDB can count into a perfect hash table.
+        origin, n_days = _day_range(con, flt, f"({common.sql}) AND ({cur_w.sql})",
+                                    {**common.params, **cur_w.params})
+        params.update(d_origin=origin, d_last=n_days - 1)
+        day = "least(greatest((epoch_us(p.ts) - $d_origin) // 86400000000, 0), $d_last)"
+        first = (_EPOCH + timedelta(microseconds=origin)).date()
+        groups = tuple(first + timedelta(days=i) for i in range(n_days))
+    width = 2 * len(groups) + 1
+    key = (f"CASE WHEN coalesce({cur_w.sql}, false) THEN 1 + 2 * {day} + "
+           f"CASE WHEN coalesce({ref_w.sql}, false) THEN 1 ELSE 0 END ELSE 0 END")
+    segments: tuple[str, ...] = ("",)
+    if split is not None:
+        column, segments = split
+        value = f"CAST(p.{quote_ident(column)} AS VARCHAR)"
+        where = f"{where} AND list_contains($d_segments, {value})"
+        params.update(d_segments=list(segments), d_width=width)
+        key = f"(list_position($d_segments, {value}) - 1) * $d_width + {key}"
+    params["d_keymax"] = len(segments) * width - 1
+    # Clamped to its known range: DuckDB then knows the key's bounds (statistics) and counts
+    # into a perfect hash table instead of hashing (docs/metrics/drift.md, "Performance").
+    return _Windows(where=where, key=f"least(greatest({key}, 0), $d_keymax)", params=params,
+                    groups=groups, segments=segments)
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """What a key says, per row: segment index, in the reference sample, current sample
+    index ``segment * len(groups) + g`` (-1: not current)."""
+
+    segment: np.ndarray
+    is_ref: np.ndarray
+    unit: np.ndarray
+
+
+def _decode(win: _Windows, key: np.ndarray) -> _Keys:
+    key = key.astype(np.int64)
+    segment, part = np.divmod(key, win.width)
+    is_ref = (part == 0) | ((part >= 2) & (part % 2 == 0))
+    unit = np.where(part >= 1, segment * len(win.groups) + (part - 1) // 2, -1)
+    return _Keys(segment, is_ref, unit)
+
+
+def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``sql`` refers to (DuckDB refuses unused ones; the window and key
+    parameters are shared by queries that need only some of them)."""
+    names = set(_PARAM.findall(sql))
+    return {k: v for k, v in params.items() if k in names}
+
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any],
          what: str) -> list[tuple]:
     try:
-        return con.execute(sql, params).fetchall()
+        return con.execute(sql, _used(sql, params)).fetchall()
     except duckdb.Error as exc:
         raise QueryError(f"drift: {what} failed: {exc}") from exc
+
+
+def _run_numpy(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any],
+               what: str) -> dict[str, np.ndarray]:
+    try:
+        out = con.execute(sql, _used(sql, params)).fetchnumpy()
+    except duckdb.Error as exc:
+        raise QueryError(f"drift: {what} failed: {exc}") from exc
+    return {name: np.ma.getdata(values) for name, values in out.items()}
+
+
+@contextlib.contextmanager
+def _perfect_hash(con: duckdb.DuckDBPyConnection, bits: int) -> Iterator[None]:
+    """Let DuckDB count into a perfect hash table of up to ``bits`` key bits (its default, 12,
+    is below the fine histogram's 15 to 21), and put the caller's setting back afterwards."""
+    old = con.execute("SELECT current_setting('perfect_ht_threshold')").fetchone()[0]
+    if bits <= int(old):
+        yield
+        return
+    con.execute("SET perfect_ht_threshold = $bits", {"bits": bits})
+    try:
+        yield
+    finally:
+        con.execute("SET perfect_ht_threshold = $bits", {"bits": int(old)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,65 +471,32 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any],
 
 @dataclass
 class _Counts:
-    """Per window: rows; per column: values (non-missing); numeric: finite range and knots."""
+    """Per segment: rows of the reference and of each current group; values per column."""
 
     n_ref_rows: int = 0
     n_cur_rows: dict[Any, int] = field(default_factory=dict)
     n_ref: dict[str, int] = field(default_factory=dict)
     n_cur: dict[str, dict[Any, int]] = field(default_factory=dict)
-    lo: dict[str, float | None] = field(default_factory=dict)
-    hi: dict[str, float | None] = field(default_factory=dict)
-    knots: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
-#: Levels of the sample quantiles that place the fine bins (only their speed depends on them):
-#: the range kept for the fine bins, and the centre and scale of the transform.
-_KNOT_LEVELS = [0.001, 0.25, 0.5, 0.75, 0.999]
-
-
-def _counts(con: duckdb.DuckDBPyConnection, win: _Windows, columns: list[_Column]) -> _Counts:
-    # Grouped by (is_ref, g) with the missing values turned into NULLs in the projection: plain
-    # aggregates, no FILTER clauses (30 filtered aggregates over 10M rows cost 5 s, this 0.4 s).
-    values = ", ".join(f"{c.expr} AS v{i}" for i, c in enumerate(columns))
-    inner, aggs = [], []
-    for i, c in enumerate(columns):
-        inner.append(f"CASE WHEN {c.valid.format(v=f'v{i}')} THEN v{i} END AS m{i}")
-        aggs.append(f"count(m{i})")
-        if c.numeric:
-            inner.append(f"CASE WHEN isfinite(v{i}) THEN v{i} END AS f{i}")
-            aggs.append(f"min(f{i}), max(f{i}), "
-                        f"reservoir_quantile(f{i}, $d_levels, {_KNOT_SAMPLE})")
-    sql = f"""SELECT is_ref, g, count(*), {', '.join(aggs)}
-FROM (SELECT is_ref, g, {', '.join(inner)} FROM (
-  SELECT {win.is_ref} AS is_ref, {win.group} AS g, {values} FROM predictions p WHERE {win.where}))
-GROUP BY is_ref, g ORDER BY is_ref, g NULLS FIRST"""
-    params = dict(win.params)
-    if any(c.numeric for c in columns):
-        params["d_levels"] = _KNOT_LEVELS
-    rows = _run(con, sql, params, "counting values per window")
-    out = _Counts()
-    for c in columns:
-        out.knots[c.name] = []
-        out.n_ref[c.name], out.n_cur[c.name], out.lo[c.name], out.hi[c.name] = 0, {}, None, None
-    for row in rows:
-        is_ref, g, n_rows, rest = row[0], row[1], row[2], list(row[3:])
-        if is_ref:
-            out.n_ref_rows += n_rows
-        if g is not None:
-            out.n_cur_rows[g] = out.n_cur_rows.get(g, 0) + n_rows
-        for c in columns:
-            n = rest.pop(0)
-            if is_ref:
-                out.n_ref[c.name] += n
-            if g is not None:
-                out.n_cur[c.name][g] = out.n_cur[c.name].get(g, 0) + n
-            if c.numeric:
-                lo, hi, sample = rest.pop(0), rest.pop(0), rest.pop(0)
-                if lo is not None:
-                    out.lo[c.name] = lo if out.lo[c.name] is None else min(lo, out.lo[c.name])
-                    out.hi[c.name] = hi if out.hi[c.name] is None else max(hi, out.hi[c.name])
-                    out.knots[c.name].append(sample)
-    return out
+def _add_counts(win: _Windows, counts: list[_Counts], col: _Column, keys: _Keys,
+                n: np.ndarray, valid: np.ndarray, rows: bool) -> None:
+    """Row and value counts of one column's (key, bin) counts; ``rows``: set the row counts
+    too (every column's query sees the same rows)."""
+    n_groups = len(win.groups)
+    for s, c in enumerate(counts):
+        here = keys.segment == s
+        ref = here & keys.is_ref
+        c.n_ref[col.name] = int(n[ref & valid].sum())
+        cur_total = np.bincount(keys.unit[here & (keys.unit >= 0)] - s * n_groups,
+                                weights=n[here & (keys.unit >= 0)], minlength=n_groups)
+        cur_valid = np.bincount(keys.unit[here & valid & (keys.unit >= 0)] - s * n_groups,
+                                weights=n[here & valid & (keys.unit >= 0)], minlength=n_groups)
+        present = [g for g in range(n_groups) if cur_total[g] > 0]
+        c.n_cur[col.name] = {win.groups[g]: int(cur_valid[g]) for g in present}
+        if rows:
+            c.n_ref_rows = int(n[ref].sum())
+            c.n_cur_rows = {win.groups[g]: int(cur_total[g]) for g in present}
 
 
 def _quantile_ranks(n: int, bins: int) -> list[int]:
@@ -373,25 +505,58 @@ def _quantile_ranks(n: int, bins: int) -> list[int]:
     return sorted({max(1, -(-n * i // bins)) - 1 for i in range(1, bins)})
 
 
-def _fine_bin_sql(lo: float | None, hi: float | None, samples: list[list[float]],
-                  params: dict[str, Any]) -> str:
-    """An order-preserving fine-bin index of ``v`` in [0, FINE_BINS).
+#: Levels of the sample quantiles that place the fine bins (only their speed depends on them):
+#: the range kept for the fine bins, and the centre and scale of the transform.
+_KNOT_LEVELS = [0.001, 0.25, 0.5, 0.75, 0.999]
+
+
+def _knots(con: duckdb.DuckDBPyConnection, win: _Windows, columns: list[_Column]
+           ) -> dict[str, list[float] | None]:
+    """Per numeric column: sample quantiles at :data:`_KNOT_LEVELS` plus the sample's minimum
+    and maximum (finite values), or None without any."""
+    numeric = [c for c in columns if c.numeric]
+    if not numeric:
+        return {}
+    values = ", ".join(f"CASE WHEN {c.valid.format(v=c.expr)} AND isfinite({c.expr}) "
+                       f"THEN {c.expr} END AS v{i}" for i, c in enumerate(numeric))
+    aggs = ", ".join(f"quantile_cont(v{i}, $d_levels), min(v{i}), max(v{i})"
+                     for i in range(len(numeric)))
+    params = {**win.params, "d_levels": _KNOT_LEVELS}
+    # A block sample of the table (whole vectors: almost free), or, when the windows hold too
+    # few of its rows, a reservoir sample of the windows' rows (cheap then: they are few).
+    sources = ((f"SELECT {values} FROM predictions p TABLESAMPLE {_SAMPLE_PERCENT}% "
+                f"(system, 42) WHERE {win.where}"),
+               (f"SELECT {values} FROM predictions p WHERE {win.where} "
+                f"USING SAMPLE reservoir({_RESERVOIR_ROWS} ROWS) REPEATABLE (42)"))
+    for source in sources:
+        row = _run(con, f"SELECT count(*), {aggs} FROM ({source})", params,
+                   "sampling values to place the fine bins")[0]
+        if row[0] >= _MIN_SAMPLE_ROWS:
+            break
+    out: dict[str, list[float] | None] = {}
+    for i, c in enumerate(numeric):
+        q, lo, hi = row[1 + 3 * i: 4 + 3 * i]
+        out[c.name] = None if q is None else [*q, lo, hi]
+    return out
+
+
+def _fine_bin_sql(knots: list[float] | None, n_fine: int, params: dict[str, Any],
+                  prefix: str) -> str:
+    """An order-preserving fine-bin index of ``v`` in [0, n_fine).
 
     ``t = sign(z) sqrt(|z|)`` with ``z = (v - centre) / scale`` (sample median and
     interquartile range, so heavy tails are spread less thinly); the sample's 0.1% .. 99.9%
-    range of t is cut into FINE_BINS - 2 equal-width bins and anything outside goes to bin 0 or
-    FINE_BINS - 1. Only monotone, correctly rounded operations (subtract, divide, sqrt,
-    multiply, floor, clamp), so v1 <= v2 implies bin(v1) <= bin(v2), -inf / +inf included.
-    That is all exactness needs: how well the sample fits only changes the speed.
+    range of t is cut into n_fine - 2 equal-width bins and anything outside goes to bin 0 or
+    n_fine - 1. Only monotone, correctly rounded operations (subtract, divide, sqrt, multiply,
+    add, clamp, round to an integer), so v1 <= v2 implies bin(v1) <= bin(v2), -inf / +inf
+    included. That is all exactness needs: how well the sample fits only changes the speed.
     """
-    if lo is None or not hi > lo or not samples:
+    if not knots:
         return "0"
-    q_lo = min(x[0] for x in samples)
-    q_hi = max(x[4] for x in samples)
-    centre = float(np.median([x[2] for x in samples]))
-    scale = float(np.median([x[3] - x[1] for x in samples]))
+    q_lo, q25, centre, q75, q_hi, lo, hi = knots
+    scale = q75 - q25
     if not scale > 0:
-        scale = (q_hi - q_lo) if q_hi > q_lo else (hi - lo)
+        scale = (q_hi - q_lo) if q_hi > q_lo else (hi - lo) if hi > lo else 1.0
 
     def t(x: float) -> float:
         z = (x - centre) / scale
@@ -399,111 +564,55 @@ def _fine_bin_sql(lo: float | None, hi: float | None, samples: list[list[float]]
 
     t_lo, t_hi = (t(q_lo), t(q_hi)) if q_hi > q_lo else (t(lo), t(hi))
     if not t_hi > t_lo:
+        t_lo, t_hi = -1.0, 1.0
+    width = (n_fine - 2) / (t_hi - t_lo)
+    offset = 1 - t_lo * width
+    if not (math.isfinite(width) and math.isfinite(offset) and math.isfinite(1 / scale)):
         return "0"
-    params.update(d_c=centre, d_s=scale, d_tlo=t_lo, d_w=(FINE_BINS - 2) / (t_hi - t_lo))
-    z = "((v - $d_c) / $d_s)"
-    tz = f"CASE WHEN {z} < 0 THEN -sqrt(-{z}) ELSE sqrt({z}) END"
-    return (f"CAST(least(greatest(floor(({tz} - $d_tlo) * $d_w) + 1, 0), {FINE_BINS - 1}) "
-            f"AS INTEGER)")
+    p = prefix
+    params.update({f"{p}_c": centre, f"{p}_s": scale, f"{p}_a": width, f"{p}_b": offset,
+                   f"{p}_top": n_fine - 1})
+    z = f"(({_V} - ${p}_c) / ${p}_s)"
+    return (f"CAST(least(greatest(sign({z}) * sqrt(abs({z})) * ${p}_a + ${p}_b, 0), ${p}_top) "
+            "AS INTEGER)")
 
 
-def _base_sql(win: _Windows, col: _Column, fine: str) -> str:
-    return f"""base AS (
-  SELECT v, is_ref::INTEGER AS ref, g, {fine} AS bin FROM (
-    SELECT {col.expr} AS v, {win.is_ref} AS is_ref, {win.group} AS g
-    FROM predictions p WHERE {win.where}
-  ) WHERE {col.valid.format(v='v')}
-)"""
+def _fine_bins(win: _Windows) -> int:
+    """Fine bins per sample for this key range: FINE_BINS for one current window, twice as
+    many for days (a day's sample is small, so its gaps inside a bin are relatively larger and
+    would send more bins to the second stage), fewer when the perfect hash table (keys x bins)
+    would exceed 2^_MAX_TABLE_BITS."""
+    wanted = (FINE_BINS + 1) * (2 if len(win.groups) > 1 else 1) - 1
+    key_bits = (win.n_keys + 1).bit_length()
+    return max(3, min(wanted, (1 << max(_MAX_TABLE_BITS - 1 - key_bits, 2)) - 1))
 
 
-# Stage 1: the fine histogram. Names: r / c = reference / current values in a fine bin, r_le /
-# c_le = values up to the bin's end (its largest value, a data value), r_lt / c_lt = values
-# before the bin; n1 / n2 = the sample sizes. Gaps are compared as integers (r_le n2 - c_le n1:
-# exact) and reported as scipy computes them, r_le / n1 - c_le / n2 in float64. A bin must be
-# resolved value by value when it holds two or more distinct values and either the gap inside
-# it could reach the largest gap at the bin ends (and exceed 0, so that two identical samples
-# resolve nothing), or it holds a quantile edge. A bin with one distinct value is exact already.
-_STAGE1 = """
-WITH {base},
-h AS (SELECT g, bin, sum(ref)::BIGINT AS r, count(g)::BIGINT AS c, min(v) AS v_lo, max(v) AS v_hi
-      FROM base GROUP BY g, bin),
-bins AS (SELECT bin, sum(r)::BIGINT AS r, min(v_lo) = max(v_hi) AS single, min(v_lo) AS v
-         FROM h GROUP BY bin),
-refcum AS (SELECT bin, r, sum(r) OVER (ORDER BY bin ROWS UNBOUNDED PRECEDING) AS r_le
-           FROM bins WHERE r > 0),
-curbins AS (SELECT g, bin, c FROM h WHERE g IS NOT NULL AND c > 0),
-sizes AS (SELECT g, sum(c)::HUGEINT AS n2, (SELECT sum(r) FROM bins)::HUGEINT AS n1
-          FROM curbins GROUP BY g),
-grid AS (
-  SELECT coalesce(x.g, y.g) AS g, coalesce(x.bin, y.bin) AS bin,
-         coalesce(x.r, 0) AS r, coalesce(y.c, 0) AS c
-  FROM (SELECT s.g, rc.bin, rc.r FROM sizes s CROSS JOIN refcum rc) x
-  FULL JOIN curbins y ON x.g = y.g AND x.bin = y.bin
-),
-pts AS (
-  SELECT t.g, t.bin, t.n1, t.n2, b.single, b.v, t.r_le, t.c_le,
-         t.r_le - t.r AS r_lt, t.c_le - t.c AS c_lt
-  FROM (
-    SELECT grid.*, n1, n2, sum(r) OVER w AS r_le, sum(c) OVER w AS c_le
-    FROM grid JOIN sizes USING (g)
-    WINDOW w AS (PARTITION BY g ORDER BY bin ROWS UNBOUNDED PRECEDING)
-  ) t JOIN bins b ON t.bin = b.bin
-),
-edge AS (
-  SELECT g, any_value(n1) AS n1, any_value(n2) AS n2,
-         greatest(max(r_le * n2 - c_le * n1), 0) AS lp,
-         greatest(max(c_le * n1 - r_le * n2), 0) AS lm,
-         max(r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS dmax,
-         arg_max([r_le, c_le], r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS at_max,
-         min(r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS dmin,
-         arg_min([r_le, c_le], r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS at_min
-  FROM pts GROUP BY g
-),
-qbins AS (SELECT rc.bin, q.k FROM refcum rc, (SELECT unnest($d_q) AS k) q
-          WHERE rc.r_le - rc.r <= q.k AND q.k < rc.r_le)
-SELECT 'ks' AS part, g, n1::BIGINT AS x, n2::BIGINT AS n2, dmax, at_max, dmin, at_min,
-       NULL::DOUBLE AS v
-FROM edge
-UNION ALL
-SELECT 'cand', p.g, p.bin, NULL, NULL, [p.r_lt, p.c_lt], NULL, NULL, NULL
-FROM pts p JOIN edge e USING (g)
-WHERE NOT p.single AND (
-      (p.r_le * p.n2 - p.c_lt * p.n1 >= e.lp AND p.r_le * p.n2 - p.c_lt * p.n1 > 0)
-   OR (p.c_le * p.n1 - p.r_lt * p.n2 >= e.lm AND p.c_le * p.n1 - p.r_lt * p.n2 > 0)
-   OR p.bin IN (SELECT bin FROM qbins))
-UNION ALL
-SELECT 'q', p.g, q.k, NULL, NULL, [p.r_le, p.c_le], NULL, NULL, p.v
-FROM pts p JOIN qbins q ON p.bin = q.bin WHERE p.single
-ORDER BY part, g, x"""
+#: The value and fine-bin columns of :func:`_binned_sql` (names no user column takes).
+_V, _B = "__drift_v", "__drift_b"
 
-# Stage 2: the rows of the bins to resolve, value by value, with their cumulative counts.
-_STAGE2 = """
-WITH {base},
-cand AS (SELECT unnest($d_cg) AS g, unnest($d_cb) AS bin, unnest($d_crl) AS r_lt,
-                unnest($d_ccl) AS c_lt),
-sizes AS (SELECT unnest($d_sg) AS g, unnest($d_n1)::HUGEINT AS n1, unnest($d_n2)::HUGEINT AS n2),
-picked AS (SELECT v, ref, g, bin FROM base WHERE bin IN (SELECT DISTINCT bin FROM cand)),
-s2 AS (
-  SELECT cd.g, cd.bin, x.v, sum(x.ref)::BIGINT AS r,
-         (count(*) FILTER (WHERE x.g = cd.g))::BIGINT AS c
-  FROM picked x JOIN cand cd ON x.bin = cd.bin
-  WHERE x.ref = 1 OR x.g = cd.g GROUP BY cd.g, cd.bin, x.v
-),
-s3 AS (
-  SELECT s2.g, s2.bin, s2.v, s2.r, z.n1, z.n2,
-         cd.r_lt + sum(s2.r) OVER w AS r_le, cd.c_lt + sum(s2.c) OVER w AS c_le
-  FROM s2 JOIN cand cd ON s2.g = cd.g AND s2.bin = cd.bin JOIN sizes z ON s2.g = z.g
-  WINDOW w AS (PARTITION BY s2.g, s2.bin ORDER BY s2.v ROWS UNBOUNDED PRECEDING)
-)
-SELECT 'ks' AS part, g, NULL::BIGINT AS k, max(r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS dmax,
-       arg_max([r_le, c_le], r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS at_max,
-       min(r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS dmin,
-       arg_min([r_le, c_le], r_le::DOUBLE / n1 - c_le::DOUBLE / n2) AS at_min, NULL::DOUBLE AS v
-FROM s3 GROUP BY g
-UNION ALL
-SELECT 'q', s3.g, q.k, NULL, [s3.r_le, s3.c_le], NULL, NULL, s3.v
-FROM s3, (SELECT unnest($d_q) AS k) q WHERE s3.r_le - s3.r <= q.k AND q.k < s3.r_le
-ORDER BY part, g, k"""
+
+def _binned_sql(win: _Windows, col: _Column, fine: str, prefix: str,
+                only_bins: str | None = None) -> str:
+    """The windows' rows as (key ``k``, fine bin ``b``, value ``v``), missing values in bin
+    ``$<prefix>_miss``. ``only_bins``: a list parameter; only rows of those bins are kept, and
+    before the key is computed (the second stage keeps a few bins of millions of rows)."""
+    keep = f"p.{_B} IN (SELECT unnest(${only_bins}))" if only_bins else "true"
+    return f"""SELECT {win.key} AS k, p.{_B} AS b, p.{_V} AS v FROM (
+  SELECT p.*, CASE WHEN {col.valid.format(v=_V)} THEN {fine} ELSE ${prefix}_miss END AS {_B}
+  FROM (SELECT p.*, {col.expr} AS {_V} FROM predictions p WHERE {win.where}) p) p
+WHERE {keep}"""
+
+
+def _stage1(con: duckdb.DuckDBPyConnection, win: _Windows, col: _Column, binned: str,
+            n_fine: int, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Counts per (key, fine bin). Counts only: a bin's smallest and largest value would tell
+    single-valued bins (exact already) apart, but cost a fifth of the query, and the second
+    stage reads every column's tails and quantile edges anyway."""
+    sql = f"SELECT k, b, count(*)::BIGINT AS n FROM ({binned}) GROUP BY k, b"
+    bits = (win.n_keys + 1).bit_length() + (n_fine + 2).bit_length() + 1
+    with _perfect_hash(con, min(bits, _MAX_TABLE_BITS + 2)):
+        # Row order does not matter: the counts are scattered into arrays by key and bin.
+        return _run_numpy(con, sql, params, f"fine histogram of {col.name!r}")
 
 
 @dataclass(frozen=True)
@@ -531,125 +640,307 @@ class _KS:
     method: str
 
 
-def _numeric(con: duckdb.DuckDBPyConnection, win: _Windows, col: _Column, counts: _Counts,
-             bins: int) -> tuple[_Hist, dict[Any, _KS]]:
-    """PSI bins and exact KS of one numeric column, per current group, in two queries."""
-    n1 = counts.n_ref[col.name]
-    ranks = _quantile_ranks(n1, bins)
-    params: dict[str, Any] = {**win.params, "d_q": ranks}
-    fine = _fine_bin_sql(counts.lo[col.name], counts.hi[col.name], counts.knots[col.name], params)
-    base = _base_sql(win, col, fine)
-    # (dmax, at_max, dmin, at_min) per group; quantile rank -> (value, r_le, c_le per group).
-    gaps: dict[Any, list] = {}
-    sizes: dict[Any, tuple[int, int]] = {}
-    cands: list[tuple] = []
-    edges: dict[int, float] = {}
-    ref_le: dict[int, int] = {}
-    cur_le: dict[Any, dict[int, int]] = {}
+class _Gaps:
+    """The running largest and smallest ECDF gap of one pair of samples (scipy's float64
+    ``r / n1 - c / n2``) and the count pairs where they occur."""
 
-    def take_q(g: Any, k: int, le: list[int], v: float) -> None:
-        edges[k], ref_le[k] = v, le[0]
-        cur_le.setdefault(g, {})[k] = le[1]
+    def __init__(self) -> None:
+        self.dmax = -math.inf
+        self.dmin = math.inf
+        self.at_max: tuple[int, int] = (0, 0)
+        self.at_min: tuple[int, int] = (0, 0)
 
-    def take_gaps(g: Any, dmax: float, at_max: list, dmin: float, at_min: list) -> None:
-        old = gaps.get(g)
-        if old is None or dmax > old[0]:
-            old = gaps[g] = [dmax, at_max, *(old[2:] if old else (dmin, at_min))]
-        if dmin < old[2]:
-            old[2:] = [dmin, at_min]
+    def add(self, r_le: np.ndarray, c_le: np.ndarray, n1: int, n2: int) -> None:
+        if not len(r_le):
+            return
+        gap = r_le / n1 - c_le / n2
+        i, j = int(np.argmax(gap)), int(np.argmin(gap))
+        if gap[i] > self.dmax:
+            self.dmax, self.at_max = float(gap[i]), (int(r_le[i]), int(c_le[i]))
+        if gap[j] < self.dmin:
+            self.dmin, self.at_min = float(gap[j]), (int(r_le[j]), int(c_le[j]))
 
-    for part, g, x, n2, dmax, at_max, dmin, at_min, v in _run(
-            con, _STAGE1.format(base=base), params, f"fine histogram of {col.name!r}"):
-        if part == "ks":
-            if x != n1:
-                raise QueryError(f"drift: {col.name!r}: {x} reference values, {n1} counted")
-            sizes[g] = (x, n2)
-            take_gaps(g, dmax, at_max, dmin, at_min)
-        elif part == "cand":
-            cands.append((g, x, *at_max))
-        else:
-            take_q(g, x, at_max, v)
-    if cands:
-        params.update(d_cg=[c[0] for c in cands], d_cb=[c[1] for c in cands],
-                      d_crl=[c[2] for c in cands], d_ccl=[c[3] for c in cands],
-                      d_sg=list(sizes), d_n1=[s[0] for s in sizes.values()],
-                      d_n2=[s[1] for s in sizes.values()])
-        for part, g, k, dmax, at_max, dmin, at_min, v in _run(
-                con, _STAGE2.format(base=base), params, f"KS and edges of {col.name!r}"):
-            if part == "ks":
-                take_gaps(g, dmax, at_max, dmin, at_min)
-            else:
-                take_q(g, k, at_max, v)
-    ks = {g: _KS(*ks_pvalue(d[0], d[2], *sizes[g], tuple(d[1]), tuple(d[3])))
-          for g, d in gaps.items()}
-    # Equal edges (ties at the quantiles) merge: same value, same counts.
-    values = sorted(set(edges.values()))
-    first = {v: k for k, v in sorted(edges.items(), reverse=True)}
-    reference = tuple(int(x) for x in np.diff([0, *[ref_le[first[v]] for v in values], n1]))
-    current = {g: tuple(int(x) for x in np.diff([0, *[le[first[v]] for v in values], sizes[g][1]]))
-               for g, le in cur_le.items()}
+
+def _exact_products(n1: int, n2: int) -> type:
+    """The dtype in which ``count * n`` products are exact: int64 while n1 n2 < 2^62."""
+    return np.int64 if n1 * n2 < (1 << 62) else object
+
+
+@dataclass
+class _Stage1:
+    """One numeric column after the fine histogram, for every pair of samples."""
+
+    col: _Column
+    fine: str              # the fine-bin SQL (_fine_bin_sql)
+    prefix: str            # its parameter names' prefix
+    ref: np.ndarray        # (segments, bins) reference counts
+    cur: np.ndarray        # (units, bins) current counts
+    gaps: dict[int, _Gaps]                 # unit -> gaps so far
+    edges: dict[int, dict[int, tuple[float, int, dict[int, int]]]]  # segment -> rank -> edge
+    resolve: np.ndarray    # bins to read value by value
+    pending: dict[int, list[int]]          # segment -> ranks whose bin must be resolved
+    need: dict[int, np.ndarray] = field(default_factory=dict)  # unit -> its bins to resolve
+    c_le_at: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _numeric_stage1(win: _Windows, col: _Column, fine: str, prefix: str,
+                    data: dict[str, np.ndarray], keys: _Keys, n_fine: int, bins: int,
+                    ks: bool) -> _Stage1:
+    n_seg, n_groups = len(win.segments), len(win.groups)
+    b, n = data["b"].astype(np.int64), data["n"].astype(np.int64)
+    valid = b < n_fine
+    ref = np.zeros((n_seg, n_fine), dtype=np.int64)
+    sel = valid & keys.is_ref
+    np.add.at(ref, (keys.segment[sel], b[sel]), n[sel])
+    cur = np.zeros((n_seg * n_groups, n_fine), dtype=np.int64)
+    sel = valid & (keys.unit >= 0)
+    np.add.at(cur, (keys.unit[sel], b[sel]), n[sel])
+    cur_le = np.cumsum(cur, axis=1)
+    gaps: dict[int, _Gaps] = {}
+    edges: dict[int, dict[int, tuple[float, int, dict[int, int]]]] = {}
+    pending: dict[int, list[int]] = {}
+    need: dict[int, np.ndarray] = {}
+    resolve = np.zeros(n_fine, dtype=bool)
+    for s in range(n_seg):
+        r = ref[s]
+        r_le = np.cumsum(r)
+        n1 = int(r_le[-1])
+        units = [u for u in range(s * n_groups, (s + 1) * n_groups) if cur_le[u, -1] > 0]
+        if n1 == 0 or not units:
+            continue
+        edges[s], pending[s] = {}, []
+        edge_bins = np.zeros(n_fine, dtype=bool)
+        for k in _quantile_ranks(n1, bins):
+            # The k-th smallest value is in the bin where the cumulative count passes k.
+            pending[s].append(k)
+            edge_bins[int(np.searchsorted(r_le, k, side="right"))] = True
+        resolve |= edge_bins
+        for u in units:
+            need[u] = edge_bins.copy()
+        if not ks:
+            continue
+        for u in units:
+            c, c_le = cur[u], cur_le[u]
+            n2 = int(c_le[-1])
+            pts = (r > 0) | (c > 0)
+            g = gaps[u] = _Gaps()
+            g.add(r_le[pts], c_le[pts], n1, n2)
+            # Gaps as exact integers, r_le n2 - c_le n1: a bin whose bound reaches the
+            # largest gap at the bin ends (and is above 0) may hold the maximum inside it, or
+            # an equal gap that rounds to a larger float; any other bin provably does not.
+            dt = _exact_products(n1, n2)
+            rl, cl = r_le.astype(dt), c_le.astype(dt)
+            rt, ct = rl - r.astype(dt), cl - c.astype(dt)
+            lp = max(0, (rl[pts] * n2 - cl[pts] * n1).max())
+            lm = max(0, (cl[pts] * n1 - rl[pts] * n2).max())
+            up = rl * n2 - ct * n1
+            down = cl * n1 - rt * n2
+            need[u] |= pts & (((up >= lp) & (up > 0)) | ((down >= lm) & (down > 0)))
+            resolve |= need[u]
+    return _Stage1(col, fine, prefix, ref, cur, gaps, edges, resolve, pending,
+                   {u: np.flatnonzero(m) for u, m in need.items()})
+
+
+def _stage2_sql(win: _Windows, st: _Stage1, i: int, params: dict[str, Any]) -> str:
+    """The rows of the fine bins to resolve of one column, counted per (key, value)."""
+    params[f"{st.prefix}_bins"] = np.flatnonzero(st.resolve).tolist()
+    binned = _binned_sql(win, st.col, st.fine, st.prefix, only_bins=f"{st.prefix}_bins")
+    return f"SELECT {i} AS i, k, b, v, count(*)::BIGINT AS n FROM ({binned}) GROUP BY k, b, v"
+
+
+def _numeric_stage2(win: _Windows, st: _Stage1, rows: dict[str, np.ndarray],
+                    keys: _Keys) -> None:
+    """Every distinct value of the resolved bins: exact ECDF gaps and quantile edges.
+
+    Each sample pair is evaluated only over the bins it asked for (a day's candidates are a
+    small part of all days' together), at every value of either sample there.
+    """
+    n_groups = len(win.groups)
+    # Sorted by value, the values of one fine bin are consecutive (the bins keep the order).
+    values, index = np.unique(rows["v"], return_inverse=True)
+    n = rows["n"].astype(np.int64)
+    bin_of = np.empty(len(values), dtype=np.int64)
+    bin_of[index] = rows["b"]
+    n1 = st.ref.sum(axis=1)
+    n2 = st.cur.sum(axis=1)
+    r_lt_bin = np.cumsum(st.ref, axis=1) - st.ref
+    c_lt_bin = np.cumsum(st.cur, axis=1) - st.cur
+
+    def running(counts: np.ndarray, bins_: np.ndarray, before_bin: np.ndarray) -> np.ndarray:
+        # Cumulative counts at each value (whole bins, values sorted): the values before its
+        # fine bin, plus those of the same bin up to it.
+        cum = np.cumsum(counts)
+        first = np.flatnonzero(np.r_[True, bins_[1:] != bins_[:-1]])
+        run = np.repeat(first, np.diff(np.r_[first, len(bins_)]))
+        return before_bin[bins_] + cum - cum[run] + counts[run]
+
+    order = np.argsort(keys.unit, kind="stable")
+    bounds = np.searchsorted(keys.unit[order], np.arange(len(st.cur) + 1))
+    for s in range(len(win.segments)):
+        mine = keys.is_ref & (keys.segment == s)
+        ref = np.bincount(index[mine], weights=n[mine], minlength=len(values)).astype(np.int64)
+        r_le = running(ref, bin_of, r_lt_bin[s])
+        units = [u for u in range(s * n_groups, (s + 1) * n_groups) if n2[u] > 0]
+        for u in units:
+            need = st.need.get(u)
+            at = np.flatnonzero(np.isin(bin_of, need)) if need is not None else np.arange(
+                len(values))
+            rows_u = order[bounds[u]:bounds[u + 1]]
+            pos = np.searchsorted(at, index[rows_u])
+            ok = (pos < len(at)) & (at[np.minimum(pos, len(at) - 1)] == index[rows_u])
+            cur = np.bincount(pos[ok], weights=n[rows_u][ok], minlength=len(at)).astype(np.int64)
+            c_le = running(cur, bin_of[at], c_lt_bin[u])
+            if u in st.gaps:
+                pts = (ref[at] > 0) | (cur > 0)
+                st.gaps[u].add(r_le[at][pts], c_le[pts], int(n1[s]), int(n2[u]))
+            st.c_le_at[u] = (at, c_le)
+        ref_le_bin = np.cumsum(st.ref[s])
+        for k in st.pending.get(s, []):
+            # The k-th value lies in the bin where the reference's cumulative count passes k;
+            # inside that bin (values sorted) it is the first value whose r_le exceeds k.
+            inside = np.flatnonzero(bin_of == np.searchsorted(ref_le_bin, k, side="right"))
+            i = int(inside[np.searchsorted(r_le[inside], k, side="right")])
+            cur_le = {}
+            for u in units:
+                at, c_le = st.c_le_at[u]
+                cur_le[u] = int(c_le[np.searchsorted(at, i)])
+            st.edges[s][k] = (float(values[i]), int(r_le[i]), cur_le)
+
+
+def _numeric_hist(st: _Stage1, s: int, groups: tuple[Any, ...]) -> _Hist:
+    """PSI bins of segment s from its quantile edges (equal edges merged)."""
+    edges = st.edges[s]
+    n_groups = len(groups)
+    n1 = int(st.ref[s].sum())
+    values = sorted({e[0] for e in edges.values()})
+    first = {e[0]: k for k, e in sorted(edges.items(), reverse=True)}
+    reference = tuple(int(x) for x in np.diff([0, *[edges[first[v]][1] for v in values], n1]))
+    current = {}
+    for u in range(s * n_groups, (s + 1) * n_groups):
+        n2 = int(st.cur[u].sum())
+        if n2 > 0:
+            le = [edges[first[v]][2][u] for v in values]
+            current[groups[u - s * n_groups]] = tuple(int(x) for x in np.diff([0, *le, n2]))
     lower = (-math.inf, *values)
     upper = (*values, math.inf)
     labels = tuple(f"({_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(hi) else f"({_fmt(lo)}, +inf)"
                    for lo, hi in zip(lower, upper))
-    return _Hist(labels, lower, upper, reference, current), ks
+    return _Hist(labels, lower, upper, reference, current)
 
 
 def _fmt(x: float) -> str:
     return "-inf" if x == -math.inf else "+inf" if x == math.inf else f"{x:.6g}"
 
 
-def _categorical(con: duckdb.DuckDBPyConnection, win: _Windows, col: _Column) -> _Hist:
-    sql = f"""SELECT g, v, sum(is_ref::INTEGER)::BIGINT AS a, count(g)::BIGINT AS b
-FROM (SELECT {col.expr} AS v, {win.is_ref} AS is_ref, {win.group} AS g
-      FROM predictions p WHERE {win.where})
-WHERE {col.valid.format(v='v')} GROUP BY g, v ORDER BY g NULLS FIRST, v"""
-    rows = _run(con, sql, win.params, f"category counts of {col.name!r}")
-    ref: dict[str, int] = {}
-    for _g, v, a, _b in rows:
-        ref[v] = ref.get(v, 0) + a
-    seen = sorted((v for v, a in ref.items() if a > 0), key=lambda v: (-ref[v], v))
-    index = {v: i for i, v in enumerate(seen)}
-    current: dict[Any, list[int]] = {}
-    for g, v, _a, b in rows:
-        if g is None:
-            continue
-        counts = current.setdefault(g, [0] * (len(seen) + 1))
-        counts[index.get(v, len(seen))] += b
-    labels = (*seen, UNSEEN)
-    none = (None,) * len(labels)
-    return _Hist(labels, none, none, (*[ref[v] for v in seen], 0),
-                 {g: tuple(c) for g, c in current.items()}, unseen=True)
+def _categorical(con: duckdb.DuckDBPyConnection, win: _Windows, col: _Column,
+                 counts: list[_Counts], rows: bool) -> dict[int, _Hist]:
+    """Category counts per key, in one GROUP BY (NULL: missing); one _Hist per segment."""
+    sql = f"""SELECT k, v, count(*)::BIGINT AS n
+FROM (SELECT {win.key} AS k, {col.expr} AS v FROM predictions p WHERE {win.where})
+GROUP BY k, v ORDER BY k, v NULLS FIRST"""
+    data = _run(con, sql, win.params, f"category counts of {col.name!r}")
+    key = np.array([r[0] for r in data], dtype=np.int64)
+    n = np.array([r[2] for r in data], dtype=np.int64)
+    keys = _decode(win, key)
+    valid = np.array([r[1] is not None for r in data], dtype=bool)
+    _add_counts(win, counts, col, keys, n, valid, rows)
+    n_groups = len(win.groups)
+    hists: dict[int, _Hist] = {}
+    for s in range(len(win.segments)):
+        ref: dict[str, int] = {}
+        for i, (_k, v, cnt) in enumerate(data):
+            if valid[i] and keys.segment[i] == s and keys.is_ref[i]:
+                ref[v] = ref.get(v, 0) + cnt
+        seen = sorted(ref, key=lambda v: (-ref[v], v))
+        index = {v: i for i, v in enumerate(seen)}
+        current: dict[Any, list[int]] = {}
+        for i, (_k, v, cnt) in enumerate(data):
+            u = int(keys.unit[i])
+            if valid[i] and keys.segment[i] == s and u >= 0:
+                bins_ = current.setdefault(win.groups[u - s * n_groups], [0] * (len(seen) + 1))
+                bins_[index.get(v, len(seen))] += cnt
+        labels = (*seen, UNSEEN)
+        none = (None,) * len(labels)
+        hists[s] = _Hist(labels, none, none, (*[ref[v] for v in seen], 0),
+                         {g: tuple(c) for g, c in current.items()}, unseen=True)
+    return hists
 
 
 # ---------------------------------------------------------------------------------------------
 # assembling results
 
+@dataclass
+class _Drift:
+    """Everything the public functions assemble their rows from."""
+
+    win: _Windows
+    columns: list[_Column]
+    counts: list[_Counts]                          # per segment
+    hists: dict[tuple[str, int], _Hist]            # (column, segment) -> PSI bins
+    ks: dict[tuple[str, int], dict[Any, _KS]]      # (column, segment) -> group -> KS
+
+
 def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequence[str] | None,
-           bins: int, daily: bool
-           ) -> tuple[list[_Column], _Counts, dict[str, _Hist], dict[str, dict[Any, _KS]]]:
+           bins: int, *, daily: bool = False, ks: bool = True,
+           split: tuple[str, tuple[str, ...]] | None = None) -> _Drift:
+    """Counts, PSI bins and (``ks``) exact KS of the columns, per segment and group.
+
+    Per call: a block sample (fine-bin placement); per numeric column one fine histogram
+    (which also counts rows and missing values); one query resolving the fine bins that need
+    it, for every column at once; per categorical column one GROUP BY category.
+    """
     flt = resolve_model(con, flt)
     columns = _columns(con, flt, features)
-    win = _windows(con, flt, daily)
-    counts = _counts(con, win, columns)
-    hists: dict[str, _Hist] = {}
-    ks: dict[str, dict[Any, _KS]] = {}
-    for col in columns:
-        if not counts.n_ref[col.name] or not any(counts.n_cur[col.name].values()):
+    win = _windows(con, flt, daily, split)
+    counts = [_Counts() for _ in win.segments]
+    knots = _knots(con, win, columns)
+    n_fine = _fine_bins(win)
+    hists: dict[tuple[str, int], _Hist] = {}
+    out_ks: dict[tuple[str, int], dict[Any, _KS]] = {}
+    stages: list[tuple[_Stage1, dict[str, Any]]] = []
+    for i, col in enumerate(columns):
+        if not col.numeric:
+            for s, h in _categorical(con, win, col, counts, rows=i == 0).items():
+                hists[col.name, s] = h
             continue
-        if col.numeric:
-            hists[col.name], ks[col.name] = _numeric(con, win, col, counts, bins)
-        else:
-            hists[col.name] = _categorical(con, win, col)
-    return columns, counts, hists, ks
+        prefix = f"d{i}"
+        params = {**win.params, f"{prefix}_miss": n_fine}
+        fine = _fine_bin_sql(knots.get(col.name), n_fine, params, prefix)
+        data = _stage1(con, win, col, _binned_sql(win, col, fine, prefix), n_fine, params)
+        keys = _decode(win, data["k"])
+        b = data["b"].astype(np.int64)
+        _add_counts(win, counts, col, keys, data["n"].astype(np.int64), b < n_fine, i == 0)
+        st = _numeric_stage1(win, col, fine, prefix, data, keys, n_fine, bins, ks)
+        if st.edges:
+            stages.append((st, params))
+    todo = [(i, st, p) for i, (st, p) in enumerate(stages) if st.resolve.any()]
+    if todo:
+        params = {k: v for _, _, p in todo for k, v in p.items()}
+        # One statement for every column: the bins to resolve hold few rows, but each
+        # column's bins are found by recomputing them over the windows.
+        sql = "\nUNION ALL\n".join(_stage2_sql(win, st, i, params) for i, st, _ in todo)
+        rows = _run_numpy(con, sql, params, "resolving fine bins value by value")
+        for i, st, _ in todo:
+            mine = rows["i"] == i
+            part = {name: values[mine] for name, values in rows.items()}
+            _numeric_stage2(win, st, part, _decode(win, part["k"]))
+    for st, _ in stages:
+        for s in st.edges:
+            hists[st.col.name, s] = _numeric_hist(st, s, win.groups)
+            n1 = int(st.ref[s].sum())
+            out_ks[st.col.name, s] = {
+                win.groups[u - s * len(win.groups)]: _KS(*ks_pvalue(
+                    g.dmax, g.dmin, n1, int(st.cur[u].sum()), g.at_max, g.at_min))
+                for u, g in st.gaps.items() if u // len(win.groups) == s}
+    return _Drift(win, columns, counts, hists, out_ks)
 
 
 def _result(col: _Column, counts: _Counts, hist: _Hist | None, ks: _KS | None, g: Any,
             eps: float, watch: float, act: float) -> DriftResult:
     n_ref_rows = counts.n_ref_rows
     n_cur_rows = counts.n_cur_rows.get(g, 0)
-    n_ref = counts.n_ref[col.name]
-    n_cur = counts.n_cur[col.name].get(g, 0)
+    n_ref = counts.n_ref.get(col.name, 0)
+    n_cur = counts.n_cur.get(col.name, {}).get(g, 0)
     miss_ref = 1 - n_ref / n_ref_rows if n_ref_rows else None
     miss_cur = 1 - n_cur / n_cur_rows if n_cur_rows else None
     reason = ("empty_reference_window" if not n_ref_rows
@@ -673,6 +964,12 @@ def _result(col: _Column, counts: _Counts, hist: _Hist | None, ks: _KS | None, g
         missing_rate_change=(miss_cur - miss_ref
                              if miss_ref is not None and miss_cur is not None else None),
         n_bins=n_bins, status=status_of(psi, watch, act), reason=reason)
+
+
+def _results(d: _Drift, col: _Column, s: int, g: Any, eps: float, watch: float,
+             act: float) -> DriftResult:
+    return _result(col, d.counts[s], d.hists.get((col.name, s)),
+                   d.ks.get((col.name, s), {}).get(g), g, eps, watch, act)
 
 
 def _frame(results: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
@@ -704,9 +1001,8 @@ def feature_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = DE
     ``PSI = (0.25 - 0.5) ln(0.25 / 0.5) + (0.75 - 0.5) ln(0.75 / 0.5) = 0.274653``.
     """
     _check(bins, eps, watch, act)
-    columns, counts, hists, ks = _drift(con, flt, features, bins, daily=False)
-    results = [asdict(_result(c, counts, hists.get(c.name), ks.get(c.name, {}).get(0), 0,
-                              eps, watch, act)) for c in columns]
+    d = _drift(con, flt, features, bins)
+    results = [asdict(_results(d, c, 0, 0, eps, watch, act)) for c in d.columns]
     results.sort(key=lambda r: (r["psi"] is None, -(r["psi"] or 0.0), r["feature"]))
     return _frame(results, DRIFT_COLUMNS)
 
@@ -718,9 +1014,8 @@ def score_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = DEFA
     probability), with the conventions of :func:`feature_drift`; NaN / inf scores are
     missing. ``feature`` is :data:`SCORE`, ``kind`` ``'score'``."""
     _check(bins, eps, watch, act)
-    columns, counts, hists, ks = _drift(con, flt, [SCORE], bins, daily=False)
-    return _result(columns[0], counts, hists.get(SCORE), ks.get(SCORE, {}).get(0), 0, eps,
-                   watch, act)
+    d = _drift(con, flt, [SCORE], bins)
+    return _results(d, d.columns[0], 0, 0, eps, watch, act)
 
 
 def daily_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *,
@@ -735,13 +1030,11 @@ def daily_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     :data:`DRIFT_COLUMNS`; ordered by ``feature``, ``day``.
     """
     _check(bins, eps, watch, act)
-    columns, counts, hists, ks = _drift(con, flt, feature, bins, daily=True)
+    d = _drift(con, flt, feature, bins, daily=True)
     results = []
-    for col in columns:
-        for day in sorted(counts.n_cur_rows):
-            row = asdict(_result(col, counts, hists.get(col.name), ks.get(col.name, {}).get(day),
-                                 day, eps, watch, act))
-            results.append({"day": day, **row})
+    for col in d.columns:
+        for day in sorted(d.counts[0].n_cur_rows):
+            results.append({"day": day, **asdict(_results(d, col, 0, day, eps, watch, act))})
     frame = _frame(results, ("day", *DRIFT_COLUMNS))
     return frame.sort_values(["feature", "day"], kind="stable").reset_index(drop=True)
 
@@ -759,14 +1052,13 @@ def distribution(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, *,
     _check(bins, eps)
     if not isinstance(feature, str):
         raise QueryError(f"feature must be one column name, got {feature!r}")
-    columns, counts, hists, _ = _drift(con, flt, [feature], bins, daily=False)
-    result = _result(columns[0], counts, hists.get(feature), None, 0, eps, DEFAULT_WATCH,
-                     DEFAULT_ACT)
+    d = _drift(con, flt, [feature], bins, ks=False)
+    result = _results(d, d.columns[0], 0, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)
     if result.reason is not None:
         frame = pd.DataFrame({c: [] for c in DISTRIBUTION_COLUMNS})
         frame.attrs["reason"] = result.reason
         return frame
-    hist = hists[feature]
+    hist = d.hists[feature, 0]
     ref, cur = np.array(hist.reference), np.array(hist.current[0])
     keep = hist.kept(0)
     _, terms = psi_from_counts(ref[keep], cur[keep], eps)
@@ -779,3 +1071,54 @@ def distribution(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, *,
         "reference_share": ref[keep] / ref.sum(), "current_share": cur[keep] / cur.sum(),
         "psi_term": terms,
     }, columns=list(DISTRIBUTION_COLUMNS))
+
+
+def segment_psi(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, column: str, *,
+                bins: int = DEFAULT_BINS, eps: float = DEFAULT_EPS) -> pd.DataFrame:
+    """PSI of one feature within each value of a segment column, all values in one pass.
+
+    For every value v of ``column`` that occurs in either window, the PSI that
+    ``feature_drift(con, replace(flt, segments=flt.segments + ((column, v),)),
+    features=[feature])`` reports, computed without one query per value: the reference
+    quantile edges, the bins and the counts are each value's own (docs/metrics/drift.md,
+    "Segment PSI"). ``feature`` may be :data:`SCORE`. Values are compared as text (the
+    Filter's segment convention); rows where the column is NULL belong to no value. When
+    ``flt`` already holds values of ``column``, adding one ORs it with them (the Filter's rule),
+    so every value present gets the PSI of ``flt`` itself.
+
+    Columns :data:`SEGMENT_PSI_COLUMNS`: ``value``, ``psi`` (nullable ``Float64``: ``<NA>``
+    when that value has no usable value in a window), ``n_reference``, ``n_current`` (values
+    compared, as in :func:`feature_drift`); one row per value, ordered by value.
+
+    Example: reference ``[1, 2, 3, 4]`` and current ``[3, 4, 5, 6]`` in segment ``a`` with
+    ``bins=2`` give the edge 2, shares ``[0.5, 0.5]`` vs ``[0, 1]`` and PSI
+    ``(1e-4 - 0.5) ln(1e-4 / 0.5) + 0.5 ln 2 = 4.600``.
+    """
+    _check(bins, eps)
+    if not isinstance(feature, str):
+        raise QueryError(f"feature must be one column name, got {feature!r}")
+    flt = resolve_model(con, flt)
+    if column not in predictions_columns(con):
+        raise QueryError(f"no predictions column {column!r} to split by")
+    ref_w, cur_w = _window_where(con, flt)
+    value = f"CAST(p.{quote_ident(column)} AS VARCHAR)"
+    values = tuple(r[0] for r in _run(
+        con, f"SELECT DISTINCT {value} FROM predictions p WHERE (({ref_w.sql}) OR "
+             f"({cur_w.sql})) AND {value} IS NOT NULL ORDER BY 1",
+        {**ref_w.params, **cur_w.params}, f"listing the values of {column!r}"))
+    rows = []
+    if values:
+        if column in {c for c, _ in flt.segments}:
+            d = _drift(con, flt, [feature], bins, ks=False)
+            results = [_results(d, d.columns[0], 0, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)] * len(
+                values)
+        else:
+            d = _drift(con, flt, [feature], bins, ks=False, split=(column, values))
+            results = [_results(d, d.columns[0], s, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)
+                       for s in range(len(values))]
+        rows = [(v, r.psi, r.n_reference, r.n_current) for v, r in zip(values, results)]
+    frame = pd.DataFrame(rows, columns=list(SEGMENT_PSI_COLUMNS))
+    frame["psi"] = frame["psi"].astype("Float64")
+    for name in ("n_reference", "n_current"):
+        frame[name] = frame[name].astype("int64")
+    return frame

@@ -428,6 +428,55 @@ def test_daily_drift_matches_per_day_references() -> None:
         assert frame["status"].iloc[-1] == "act"
 
 
+def test_daily_drift_over_many_days_overlapping_and_open_windows() -> None:
+    # 40 days: more days make the fine histogram coarser per day (the perfect hash table has
+    # a size limit), an open end makes the days come from the rows, and a reference window
+    # reaching into the current one puts the overlapping rows in both samples.
+    rng = np.random.default_rng(14)
+    ref = np.round(rng.normal(0, 1, 1500), 2)
+    days = [date(2026, 2, 1) + pd.Timedelta(days=i) for i in range(40)]
+    cur = [np.round(rng.normal(i / 40, 1, 40 + i), 2) for i in range(40)]
+    ts = np.concatenate([pd.Timestamp(d, tz="UTC") + pd.to_timedelta(np.arange(len(x)), unit="min")
+                         for d, x in zip(days, cur)])
+    con = drift_db({"x": ref.tolist()}, {"x": np.concatenate(cur).tolist(), "ts": list(ts)})
+    overlap_end = 9  # the reference window ends on 2026-02-10
+    cases = [
+        (Filter(model="m", start=CUR_START, end="2026-03-15", reference_start=REF_START,
+                reference_end=CUR_START), ref),
+        (Filter(model="m", start=CUR_START, reference_start=REF_START, reference_end=CUR_START),
+         ref),
+        (Filter(model="m", start=CUR_START, end="2026-03-15", reference_start=REF_START,
+                reference_end="2026-02-10"), np.concatenate([ref, *cur[:overlap_end]])),
+    ]
+    for flt, reference in cases:
+        for fine_bins in (drift.FINE_BINS, 5):
+            with patch.object(drift, "FINE_BINS", fine_bins):
+                frame = drift.daily_drift(con, flt, feature="x")
+            assert frame["day"].tolist() == days
+            for (_, row), x in zip(frame.iterrows(), cur):
+                assert_ks_matches(row, reference, x)
+                assert abs(row["psi"] - numpy_psi(reference, x)[0]) <= 1e-12
+
+
+def test_the_callers_perfect_hash_setting_is_kept() -> None:
+    con = drift_db({"x": [1.0, 2.0, 3.0]}, {"x": [2.0, 3.0, 4.0]})
+    con.execute("SET perfect_ht_threshold = 10")
+    drift.feature_drift(con, FLT)
+    drift.daily_drift(con, FLT)
+    assert con.execute("SELECT current_setting('perfect_ht_threshold')").fetchone()[0] == 10
+
+
+def test_a_user_column_named_like_the_internal_ones() -> None:
+    # The fine-bin queries name their own columns; user columns v, b and k must not clash.
+    rng = np.random.default_rng(15)
+    ref = {name: np.round(rng.normal(0, 1, 300), 1).tolist() for name in ("v", "b", "k")}
+    cur = {name: np.round(rng.normal(0.3, 1, 200), 1).tolist() for name in ("v", "b", "k")}
+    con = drift_db(ref, cur)
+    frame = drift.feature_drift(con, FLT).set_index("feature")
+    for name in ("v", "b", "k"):
+        assert_ks_matches(frame.loc[name], np.array(ref[name]), np.array(cur[name]))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"bins": 1}, "bins"), ({"bins": 2.5}, "bins"), ({"eps": 0}, "eps"), ({"eps": 1.5}, "eps"),
     ({"watch": 0.3, "act": 0.2}, "watch"), ({"watch": -1}, "watch"),
