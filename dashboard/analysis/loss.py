@@ -656,7 +656,7 @@ def by_segment(con: duckdb.DuckDBPyConnection, flt: Filter, column: str, *,
 
 def rolling(con: duckdb.DuckDBPyConnection, flt: Filter, *, window: str = "24h",
             step: str = "hour", min_samples: int = DEFAULT_MIN_SAMPLES,
-            threshold: float = 0.5, weighted: bool = True) -> pd.DataFrame:
+            threshold: float = 0.5, weighted: bool = True, cube: Cube | None = None) -> pd.DataFrame:
     """The figures of :func:`overall` (except AUC) over rolling windows of ``window``.
 
     ``window``: ``'<N>h'`` or ``'<N>d'`` (the dashboard's presets: 1h, 6h, 24h, 7d, 30d);
@@ -685,6 +685,17 @@ def rolling(con: duckdb.DuckDBPyConnection, flt: Filter, *, window: str = "24h",
     threshold = _check_threshold(threshold)
     weighted = _check_bool(weighted, "weighted")
     info, sql, params = _relations(con, flt, "'all'", weighted, ())
+    pred_hours = "SELECT hour, count(*) AS n_predictions FROM preds GROUP BY hour"
+    if cube is not None and weighted and threshold == 0.5 and cube.covers(resolve_model(con, flt)):
+        # The same hourly sums, from the cube's slots (cube.py).
+        where, cube_params = cube.where(flt)
+        m = _BUCKET_US["hour"]
+        sums = ", ".join(f"sum({c}) AS {c}" for c in _SUM_NAMES)
+        sql = f"""WITH preds AS (SELECT make_timestamp(slot - ((slot % {m}) + {m}) % {m}) AS hour, *
+               FROM {quote_ident(cube.table)} WHERE {where}),
+hourly AS (SELECT hour, {sums} FROM preds GROUP BY hour)"""
+        pred_hours = "SELECT hour, sum(n_predictions) AS n_predictions FROM preds GROUP BY hour"
+        params = {**params, **cube_params}
     if step == "hour":
         lo, hi, keep = "min(hour)", "max(hour)", "true"
     else:
@@ -694,7 +705,7 @@ def rolling(con: duckdb.DuckDBPyConnection, flt: Filter, *, window: str = "24h",
     dense = ", ".join(f"coalesce(h.{c}, 0) AS {c}" for c in _SUM_NAMES)
     summed = ", ".join(f"sum({c}) OVER frame_w AS {c}" for c in ("n_predictions",) + _SUM_NAMES)
     sql += f""",
-pred_hours AS (SELECT hour, count(*) AS n_predictions FROM preds GROUP BY hour),
+pred_hours AS ({pred_hours}),
 grid AS (SELECT unnest(generate_series(lo, hi, INTERVAL 1 HOUR)) AS hour
          FROM (SELECT {lo} AS lo, {hi} AS hi FROM preds)),
 dense AS (

@@ -93,8 +93,11 @@ def resolve_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
 
 def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                  min_samples: int = base.DEFAULT_MIN_SAMPLES, include_drift: bool = True,
-                 auc: bool = True) -> dict[str, Any]:
+                 auc: bool = True, cube_sums: cube.Cube | None = None) -> dict[str, Any]:
     """Every section of docs/report-json.md for ``flt`` (see there for the fields).
+
+    ``cube_sums``: a :func:`cube.build` of ``flt`` and its reference window that the caller
+    made for its own figures too (views.oncall_data); without one, the report builds its own.
 
     ``auc=False`` leaves ``overall.roc_auc`` / ``pr_auc`` null: the exact AUC sorts every
     labelled row and is the report's single most expensive figure (about 40% of it at 10M
@@ -106,6 +109,9 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                        include_drift=include_drift, auc=auc)
     # One scan sums the window and the reference window for every loss and segment figure
     # below (cube.py); the figures equal the row scans' (tests/analysis/test_cube.py).
+    if cube_sums is not None and cube_sums.covers(flt) and cube_sums.covers(flt.reference()):
+        return _report(con, flt, cube_sums, bins=bins, min_samples=min_samples,
+                       include_drift=include_drift, auc=auc)
     cub = cube.build(con, flt, segments.segment_columns(con), [flt.reference()])
     try:
         return _report(con, flt, cub, bins=bins, min_samples=min_samples,

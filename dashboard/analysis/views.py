@@ -17,14 +17,16 @@ window a view is about, and which Filter a drill-down link should carry:
   that have no value in either window (another model's columns);
 * :func:`label_lag_anywhere`: the model's label lag over its whole history, so an empty state
   can say "no labels yet for this window: label lag p90 is 36 h" even when the window holds
-  no label at all.
+  no label at all;
+* :func:`oncall_data`: every figure of the On-call page from one connection and one
+  :mod:`cube` scan (the page's data work in one cached call).
 
 Times are UTC; windows are half-open ``[start, end)`` (docs/metrics.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,9 +34,11 @@ import duckdb
 
 import pandas as pd
 
-from lossboard.dashboard.analysis import base, drift, labels, report
+from lossboard.dashboard.analysis import (
+    base, canary, cube, drift, labels, loss, report, saturation, segments,
+)
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.errors import QueryError
+from lossboard.errors import LossboardError, QueryError
 
 #: A finding that lasts less than this is widened to it in its drill-down link, so the Debug
 #: page has a few hours of rows to show (an incident of 2 hours is still centred on its start).
@@ -162,3 +166,74 @@ def daily_drift_table(con: duckdb.DuckDBPyConnection, flt: Filter) -> pd.DataFra
 def drift_feature(name: str) -> str:
     """The ``drift`` module's name of a :func:`drift_table` feature (``"score"`` -> SCORE)."""
     return drift.SCORE if name == SCORE_NAME else name
+
+
+@dataclass(frozen=True)
+class OnCallData:
+    """Every figure of the On-call page for one view (:func:`oncall_data`).
+
+    A figure whose computation failed holds the :class:`LossboardError` instead, so that the
+    page ends only that section with the message (:func:`figure` raises it there)."""
+
+    rolled: dict[str, pd.DataFrame]  # loss.rolling, windows "1h" and "6h", hourly steps
+    report: dict[str, Any]  # report.build_report(auc=False): findings, canary, ...
+    excess: pd.DataFrame  # segments.excess_loss_all
+    canary_pair: tuple[str, str] | None  # canary.detect_pair
+    canary: canary.CanaryResult | None  # canary.compare_versions of the pair
+    lag_anywhere: labels.LabelLag  # label_lag_anywhere
+    coverage_bucket: str  # "hour" for a view of at most 3 days, else "day"
+    coverage: pd.DataFrame  # labels.coverage by coverage_bucket
+    stall: labels.LabelStall  # labels.label_stall
+    saturation: saturation.ScoreSaturation  # saturation.score_saturation by hour
+
+
+def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter) -> OnCallData:
+    """The On-call page's figures for the resolved view ``flt`` (:func:`resolve_view`).
+
+    Each figure is the named analysis function's, with its defaults; they are computed here
+    together so that one :func:`cube.build` over the window and its reference serves the
+    rolling loss, the report's loss, segment, saturation and label sections, the segment
+    ranking and the stall, and so that DuckDB reads the window once, on one connection (a
+    page's first, cold read is most of its time: docs/benchmarks.md, "Dashboard pages").
+    """
+    flt = report.resolve_windows(con, flt)
+    if flt.start is None:
+        sums = None
+    else:
+        sums = cube.build(con, flt, segments.segment_columns(con),
+                          [flt.reference()] if flt.has_reference else [])
+    try:
+        rolled = {w: loss.rolling(con, flt, window=w, cube=sums) for w in ("1h", "6h")}
+        rep = _attempt(report.build_report, con, flt, auc=False, cube_sums=sums)
+        excess = _attempt(segments.excess_loss_all, con, flt, cube=sums)
+        pair = _attempt(canary.detect_pair, con, flt)
+        result = pair if pair is None or isinstance(pair, LossboardError) else _attempt(
+            canary.compare_versions, con, flt, baseline=pair[0], candidate=pair[1])
+        lag = label_lag_anywhere(con, flt)
+        span_days = (flt.end - flt.start).total_seconds() / 86400 if flt.start else 0
+        bucket = "hour" if span_days <= 3 else "day"
+        cov = _attempt(labels.coverage, con, flt, bucket=bucket)
+        window_lag = None if isinstance(cov, LossboardError) or cov.empty else cov["maturity_lag_hours"].iloc[0]
+        window_lag = None if window_lag is None or window_lag is pd.NA else float(window_lag)
+        # The stall's maturity lag is the window's lag p90, which the coverage just measured
+        # (label_stall would measure it again, with a quantile per hour).
+        stall = _attempt(labels.label_stall, con, flt, lag_p90_hours=window_lag, cube=sums)
+        sat = _attempt(saturation.score_saturation, con, flt, bucket="hour", cube=sums)
+    finally:
+        if sums is not None:
+            sums.drop(con)
+    return OnCallData(rolled, rep, excess, pair, result, lag, bucket, cov, stall, sat)
+
+
+def _attempt(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except LossboardError as exc:
+        return exc
+
+
+def figure(value: Any) -> Any:
+    """An :class:`OnCallData` field's value; raises the error it holds instead, if any."""
+    if isinstance(value, LossboardError):
+        raise value
+    return value

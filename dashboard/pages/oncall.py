@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from lossboard.dashboard import charts
-from lossboard.dashboard.analysis import canary, labels, loss, report, saturation, segments, views
+from lossboard.dashboard.analysis import views
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
 from lossboard.dashboard.state import query
@@ -165,9 +165,8 @@ def _marks(findings: list[dict[str, Any]], whats: tuple[str, ...] | None = None)
             if f.get("since") and (whats is None or f["what"] in whats)]
 
 
-def _segments_section(view: Any) -> None:
+def _segments_section(view: Any, excess: pd.DataFrame) -> None:
     st.subheader("Where: segments ranked by excess log loss")
-    excess = query(segments.excess_loss_all, flt=view)
     if excess.empty:
         st.info("No segment column has labelled rows in this window; nothing to rank.")
         return
@@ -182,13 +181,11 @@ def _segments_section(view: Any) -> None:
                          row["column"]: row["value"]}}}).to_query())
 
 
-def _canary_section(view: Any) -> None:
+def _canary_section(view: Any, result: Any) -> None:
     st.subheader("Canary vs baseline")
-    pair = query(canary.detect_pair, flt=view)
-    if pair is None:
+    if result is None:
         st.info("No canary: no two model versions served traffic at the same time in this window.")
         return
-    result = query(canary.compare_versions, flt=view, baseline=pair[0], candidate=pair[1])
     verdict = {"fail": st.error, "pass": st.success}.get(result.verdict, st.warning)
     verdict(f"Verdict **{result.verdict}** for {result.candidate} vs {result.baseline}: {result.reason}")
     if result.n_baseline or result.n_candidate:
@@ -204,13 +201,10 @@ def _canary_section(view: Any) -> None:
                      "dbg_focus": ["calibration"]})
 
 
-def _labels_section(view: Any, findings: list[dict[str, Any]]) -> None:
+def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
     st.subheader("Labels: coverage and lag")
-    lag = query(views.label_lag_anywhere, flt=view)
-    span_days = (view.end - view.start).total_seconds() / 86400
-    bucket = "hour" if span_days <= 3 else "day"
-    cov = query(labels.coverage, flt=view, bucket=bucket)
-    stall = query(labels.label_stall, flt=view)
+    lag, bucket = data.lag_anywhere, data.coverage_bucket
+    cov, stall = views.figure(data.coverage), views.figure(data.stall)
     if stall.stalled:
         st.warning(f"Label delivery stalled since {fmt_time(stall.recent_start)}: coverage "
                    f"{stall.recent_coverage:.1%} in the newest mature hours vs "
@@ -230,9 +224,8 @@ def _labels_section(view: Any, findings: list[dict[str, Any]]) -> None:
                "so low coverage there is expected, not a stall.")
 
 
-def _now_section(view: Any, rolled: dict[str, pd.DataFrame], findings: list[dict[str, Any]]) -> None:
-    lag = query(views.label_lag_anywhere, flt=view)
-    sat = query(saturation.score_saturation, flt=view, bucket="hour")
+def _now_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
+    rolled, lag, sat = data.rolled, data.lag_anywhere, views.figure(data.saturation)
     st.subheader("Now")
     _headline(rolled["1h"], rolled["6h"], sat, lag)
     if int(rolled["1h"]["n"].sum()) == 0:
@@ -254,18 +247,20 @@ def main() -> None:
     view = header("On-call")
     if view is None:
         return
-    rolled: dict[str, pd.DataFrame] = {}
-    with section("The rolling log loss"):
-        rolled = {w: query(loss.rolling, flt=view, window=w) for w in ("1h", "6h")}
-    if not rolled:
+    data: views.OnCallData | None = None
+    with section("The On-call figures"):
+        # One cached call computes every figure of the page (views.oncall_data): one scan of
+        # the window serves them all, where a call per chart read it a dozen times.
+        data = query(views.oncall_data, flt=view)
+    if data is None:
         return
-    if rolled["1h"].empty:
+    if data.rolled["1h"].empty:
         st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
                 "filter: widen the time range or remove a segment.")
         return
     rep: dict[str, Any] = {}
     with section("The findings"):
-        rep = query(report.build_report, flt=view, auc=False)  # AUC is not shown here
+        rep = views.figure(data.report)
     findings = rep.get("findings", [])
     can = rep.get("canary") or {}
     with section("The alerts"):
@@ -273,13 +268,13 @@ def main() -> None:
     if rep:
         _findings_section(view, findings, can.get("baseline"))
     with section("The current figures"):
-        _now_section(view, rolled, findings)
+        _now_section(data, findings)
     with section("The segment ranking"):
-        _segments_section(view)
+        _segments_section(view, views.figure(data.excess))
     with section("The canary comparison"):
-        _canary_section(view)
+        _canary_section(view, views.figure(data.canary))
     with section("Label coverage"):
-        _labels_section(view, findings)
+        _labels_section(data, findings)
 
 
 main()

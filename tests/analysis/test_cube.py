@@ -60,6 +60,9 @@ def check_all(db, flt: Filter, cols: list[str]) -> cube.Cube:
                 for bucket in ("day", "hour") if w is flt else ("day",):
                     assert_same(loss.by_bucket(con, w, bucket=bucket, auc=False),
                                 loss.by_bucket(con, w, bucket=bucket, auc=False, cube=c), bucket)
+                for window, step in (("1h", "hour"), ("6h", "hour"), ("24h", "day")):
+                    assert_same(loss.rolling(con, w, window=window, step=step),
+                                loss.rolling(con, w, window=window, step=step, cube=c), window)
                 assert_same(loss.by_version(con, w, auc=False),
                             loss.by_version(con, w, auc=False, cube=c), "by_version")
                 for col in cols:

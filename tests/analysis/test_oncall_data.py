@@ -1,0 +1,79 @@
+"""views.oncall_data gives, field by field, what the separate analysis calls give.
+
+The On-call page reads every figure from this one call (one cube scan on one connection);
+each field must equal the function it stands for, called on its own without a cube.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lossboard.dashboard.analysis import canary, labels, loss, report, saturation, segments, views
+from lossboard.dashboard.analysis.filters import Filter
+from lossboard.db import read_connection
+from lossboard.errors import QueryError
+
+
+def _same(a: object, b: object) -> None:
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=1e-12)
+    elif hasattr(a, "__dataclass_fields__"):
+        _same(asdict(a), asdict(b))
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert b == pytest.approx(a, rel=1e-12, abs=1e-12)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("days", [2, 7, None])
+def test_oncall_data_equals_the_separate_calls(sample_db: Path, days: int | None) -> None:
+    with read_connection(sample_db) as con:
+        last = con.execute("SELECT max(ts) FROM predictions WHERE model = 'fraud'").fetchone()[0]
+        flt = Filter(model="fraud")
+        if days is not None:
+            flt = replace(flt, start=last - timedelta(days=days), end=last + timedelta(microseconds=1))
+        view = views.resolve_view(con, flt)
+        data = views.oncall_data(con, view)
+        for w in ("1h", "6h"):
+            _same(data.rolled[w], loss.rolling(con, view, window=w))
+        _same(data.report, report.build_report(con, view, auc=False))
+        _same(data.excess, segments.excess_loss_all(con, view))
+        pair = canary.detect_pair(con, view)
+        assert data.canary_pair == pair
+        if pair is not None:
+            _same(data.canary, canary.compare_versions(con, view, baseline=pair[0], candidate=pair[1]))
+        _same(data.lag_anywhere, views.label_lag_anywhere(con, view))
+        assert data.coverage_bucket == ("hour" if days == 2 else "day")
+        _same(data.coverage, labels.coverage(con, view, bucket=data.coverage_bucket))
+        _same(data.stall, labels.label_stall(con, view))
+        _same(data.saturation, saturation.score_saturation(con, view, bucket="hour"))
+        # The sample's incidents are found in the whole history.
+        if days is None:
+            whats = {f["what"] for f in data.report["findings"]}
+            assert {"loss_regression", "canary_fail", "label_stall"} <= whats, whats
+
+
+def test_a_failing_figure_is_held_not_raised(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise QueryError("broken on purpose")
+
+    monkeypatch.setattr(segments, "excess_loss_all", broken)
+    with read_connection(sample_db) as con:
+        data = views.oncall_data(con, views.resolve_view(con, Filter(model="fraud")))
+    assert isinstance(data.excess, QueryError)
+    with pytest.raises(QueryError, match="broken on purpose"):
+        views.figure(data.excess)
+    assert views.figure(data.stall) is data.stall
