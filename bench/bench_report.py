@@ -289,7 +289,7 @@ def _timed_sections() -> tuple[dict[str, float], list]:
     """Wrap the calls build_report makes so each one's wall time lands in a section. Time is
     charged to the outermost wrapped call only (findings' own loss.overall calls count as
     findings)."""
-    from lossboard.dashboard.analysis import calibration, loss, report, saturation
+    from lossboard.dashboard.analysis import calibration, cube, loss, report, saturation
 
     seconds: dict[str, float] = {}
     depth = [0]
@@ -313,7 +313,9 @@ def _timed_sections() -> tuple[dict[str, float], list]:
         undo.append((owner, attr, inner))
 
     for owner, attr, section in (
-            (report, "resolve_windows", "resolve_windows"), (loss, "overall", "loss.overall"),
+            (report, "resolve_windows", "resolve_windows"), (cube, "build", "cube (one scan)"),
+            (loss, "overall", "loss.overall"),
+            (saturation, "activation_saturation", "saturation"),
             (calibration, "calibration_errors", "calibration"),
             (saturation, "score_saturation", "saturation"), (loss, "by_bucket", "by_bucket"),
             (loss, "by_version", "by_version"), (report, "_by_segment", "segments"),

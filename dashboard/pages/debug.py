@@ -99,9 +99,15 @@ def _drift_tab(view: Any) -> None:
                    "red from one day on dates the drift. Ringed cells have fewer than 1,000 rows.")
 
 
-def _errors_tab(view: Any, n_labelled: int, lag: Any) -> None:
+def _no_labels(view: Any) -> None:
+    # The model's lag over its whole history is one quantile over every label (0.5 s at 10M
+    # rows): asked for only when a window has no label, the one time it is shown.
+    st.info(no_labels_text(query(views.label_lag_anywhere, flt=view)))
+
+
+def _errors_tab(view: Any, n_labelled: int) -> None:
     if n_labelled == 0:
-        st.info(no_labels_text(lag))
+        _no_labels(view)
         return
     table = query(views.drift_table, flt=views.drift_window(view))
     seg = query(segments.excess_loss_all, flt=view)
@@ -141,9 +147,9 @@ def _errors_tab(view: Any, n_labelled: int, lag: Any) -> None:
                        key="dbg_download", on_click="ignore")
 
 
-def _calibration_tab(view: Any, summary: Any, lag: Any) -> None:
+def _calibration_tab(view: Any, summary: Any) -> None:
     if summary.n == 0:
-        st.info(no_labels_text(lag))
+        _no_labels(view)
         return
     key = "w_dbg_cal"
     page_param("dbg_cal", key, _choice(list(STRATEGIES)), "uniform")
@@ -203,11 +209,10 @@ def main() -> None:
     view = header("Debug")
     if view is None:
         return
-    summary = lag = None
+    summary = None
     with section("The window's log loss"):
         summary = query(loss.overall, flt=view, auc=False)
-        lag = query(views.label_lag_anywhere, flt=view)
-    if summary is None or lag is None:
+    if summary is None:
         return
     if summary.n_predictions == 0:
         st.info(f"No predictions in {fmt_time(view.start)} – {fmt_time(view.end)} for this "
@@ -221,8 +226,8 @@ def main() -> None:
     focus = next((k for k, label in TABS.items() if label == st.session_state.get(key)), "drift")
     set_page_param("dbg_focus", None if focus == "drift" else focus)
     sections = (("Drift", lambda: _drift_tab(view)),
-                ("The error heatmap and top-loss samples", lambda: _errors_tab(view, summary.n, lag)),
-                ("Calibration", lambda: _calibration_tab(view, summary, lag)),
+                ("The error heatmap and top-loss samples", lambda: _errors_tab(view, summary.n)),
+                ("Calibration", lambda: _calibration_tab(view, summary)),
                 ("Score and activation saturation", lambda: _scores_tab(view)))
     for tab, (what, draw) in zip(tabs, sections):
         if tab.open is not False:
