@@ -506,8 +506,11 @@ def _quantile_ranks(n: int, bins: int) -> list[int]:
 
 
 #: Levels of the sample quantiles that place the fine bins (only their speed depends on them):
-#: the range kept for the fine bins, and the centre and scale of the transform.
-_KNOT_LEVELS = [0.001, 0.25, 0.5, 0.75, 0.999]
+#: the range kept for the fine bins (0.1% .. 99.9%) and the shape in between.
+_KNOT_LEVELS = [0.001, *[i / 32 for i in range(1, 32)], 0.999]
+#: A transform is good enough when its fullest fine bin holds at most this many times the
+#: average (estimated from the sample quantiles); cheaper transforms are tried first.
+_MAX_PEAK = 4.0
 
 
 def _knots(con: duckdb.DuckDBPyConnection, win: _Windows, columns: list[_Column]
@@ -540,41 +543,82 @@ def _knots(con: duckdb.DuckDBPyConnection, win: _Windows, columns: list[_Column]
     return out
 
 
+def _shapes(knots: list[float]) -> list[tuple[str, Any, dict[str, float]]]:
+    """The candidate transforms t(v), cheapest first: (SQL over ``{v}`` with ``{p}``-prefixed
+    parameters, the same in Python, parameters). Each is monotone and uses only correctly
+    rounded operations, so v1 <= v2 implies t(v1) <= t(v2)."""
+    q = knots[:len(_KNOT_LEVELS)]
+    q_lo, q_hi, centre = q[0], q[-1], q[len(q) // 2]
+    scale = q[24] - q[8]
+    if not scale > 0:
+        scale = (q_hi - q_lo) if q_hi > q_lo else 1.0
+    return [
+        ("{v}", lambda x: x, {}),
+        # square roots from one end: right- (left-) skewed values spread more evenly
+        ("sqrt(greatest({v} - ${p}_lo, 0))", lambda x: math.sqrt(max(x - q_lo, 0.0)),
+         {"lo": q_lo}),
+        ("-sqrt(greatest(${p}_hi - {v}, 0))", lambda x: -math.sqrt(max(q_hi - x, 0.0)),
+         {"hi": q_hi}),
+        # a signed square root around the median: heavy tails on both sides
+        ("sign(({v} - ${p}_c) / ${p}_s) * sqrt(abs(({v} - ${p}_c) / ${p}_s))",
+         lambda x: math.copysign(math.sqrt(abs((x - centre) / scale)), (x - centre) / scale),
+         {"c": centre, "s": scale}),
+    ]
+
+
+def _peak(knots: list[float], t: Any) -> float:
+    """How many times the average mass the fullest fine bin would hold under t, from the
+    sample quantiles (point masses, where quantiles tie, are left out: one value per bin)."""
+    q = knots[:len(_KNOT_LEVELS)]
+    ts = [t(x) for x in q]
+    span = ts[-1] - ts[0]
+    if not (span > 0 and math.isfinite(span)):
+        return math.inf
+    # Widths as shares of the span: no overflow for tiny or huge values.
+    share = np.diff(ts) / span
+    mass = np.diff(_KNOT_LEVELS) / (_KNOT_LEVELS[-1] - _KNOT_LEVELS[0])
+    dense = share > 0
+    if not dense.any():
+        return math.inf
+    with np.errstate(over="ignore"):
+        return float(np.max(mass[dense] / share[dense]))
+
+
 def _fine_bin_sql(knots: list[float] | None, n_fine: int, params: dict[str, Any],
                   prefix: str) -> str:
     """An order-preserving fine-bin index of ``v`` in [0, n_fine).
 
-    ``t = sign(z) sqrt(|z|)`` with ``z = (v - centre) / scale`` (sample median and
-    interquartile range, so heavy tails are spread less thinly); the sample's 0.1% .. 99.9%
-    range of t is cut into n_fine - 2 equal-width bins and anything outside goes to bin 0 or
-    n_fine - 1. Only monotone, correctly rounded operations (subtract, divide, sqrt, multiply,
-    add, clamp, round to an integer), so v1 <= v2 implies bin(v1) <= bin(v2), -inf / +inf
-    included. That is all exactness needs: how well the sample fits only changes the speed.
+    A transform t (linear, a square root from either end, or a signed square root around the
+    median: the cheapest whose fullest bin the sample says is not too full) whose sample
+    0.1% .. 99.9% range is cut into n_fine - 2 equal-width bins; anything outside goes to bin
+    0 or n_fine - 1. Only monotone, correctly rounded operations (subtract, divide, sqrt,
+    multiply, add, clamp, round to an integer), so v1 <= v2 implies bin(v1) <= bin(v2), -inf /
+    +inf included. That is all exactness needs: how well the sample fits only changes the
+    speed (the rows the second stage reads).
     """
     if not knots:
         return "0"
-    q_lo, q25, centre, q75, q_hi, lo, hi = knots
-    scale = q75 - q25
-    if not scale > 0:
-        scale = (q_hi - q_lo) if q_hi > q_lo else (hi - lo) if hi > lo else 1.0
-
-    def t(x: float) -> float:
-        z = (x - centre) / scale
-        return math.copysign(math.sqrt(abs(z)), z)
-
-    t_lo, t_hi = (t(q_lo), t(q_hi)) if q_hi > q_lo else (t(lo), t(hi))
-    if not t_hi > t_lo:
-        t_lo, t_hi = -1.0, 1.0
-    width = (n_fine - 2) / (t_hi - t_lo)
+    shapes = _shapes(knots)
+    peaks = [_peak(knots, t) for _, t, _ in shapes]
+    good = [i for i, pk in enumerate(peaks) if pk <= _MAX_PEAK]
+    pick = good[0] if good else int(np.argmin(peaks))
+    sql, t, extra = shapes[pick]
+    q_lo, q_hi, lo, hi = knots[0], knots[len(_KNOT_LEVELS) - 1], knots[-2], knots[-1]
+    if not math.isfinite(peaks[pick]):
+        # Too few distinct sample values to shape anything: linear over their range (or
+        # around the one value).
+        sql, t, extra = shapes[0]
+        q_lo, q_hi = (lo, hi) if hi > lo else (lo - 1.0, lo + 1.0)
+    t_lo, t_hi = t(q_lo), t(q_hi)
+    width = (n_fine - 2) / (t_hi - t_lo) if t_hi > t_lo else math.nan
     offset = 1 - t_lo * width
-    if not (math.isfinite(width) and math.isfinite(offset) and math.isfinite(1 / scale)):
+    if not (math.isfinite(width) and math.isfinite(offset)):
         return "0"
     p = prefix
-    params.update({f"{p}_c": centre, f"{p}_s": scale, f"{p}_a": width, f"{p}_b": offset,
-                   f"{p}_top": n_fine - 1})
-    z = f"(({_V} - ${p}_c) / ${p}_s)"
-    return (f"CAST(least(greatest(sign({z}) * sqrt(abs({z})) * ${p}_a + ${p}_b, 0), ${p}_top) "
-            "AS INTEGER)")
+    params.update({f"{p}_{k}": v for k, v in extra.items()})
+    params.update({f"{p}_a": width, f"{p}_b": offset, f"{p}_top": n_fine - 1})
+    expr = sql.format(v=_V, p=p)
+    return f"CAST(least(greatest(({expr}) * ${p}_a + ${p}_b, 0), ${p}_top) AS INTEGER)"
 
 
 def _fine_bins(win: _Windows) -> int:
