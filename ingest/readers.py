@@ -10,6 +10,10 @@ becomes a quarantined row with a reason instead of failing the whole file; lossb
 types the columns itself (:mod:`lossboard.ingest.validate`), using the types DuckDB's sniffer
 guessed. Lines the CSV reader cannot split into the header's columns are captured with
 ``store_rejects`` and quarantined as ``malformed_row``.
+
+Parquet is typed already and its reader can number rows in file order
+(``file_row_number``), so the ingest reads it in place through a view (:func:`raw_view`)
+instead of copying it into a table first.
 """
 
 from __future__ import annotations
