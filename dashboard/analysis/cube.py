@@ -123,8 +123,8 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     # Beside the loss sums: score saturation's counts (default thresholds) and the label
     # counts of labels.coverage, per slot, so those two read the cube as well.
     counts = {**sat.SCORE_COUNTS,
-              "n_lag": "count(*) FILTER (WHERE labelled AND label_ts_source = 'file')",
-              "n_ingest_time": "count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time')"}
+              "n_lag": "count(CASE WHEN labelled AND label_ts_source = 'file' THEN 1 END)",
+              "n_ingest_time": "count(CASE WHEN labelled AND label_ts_source = 'ingest_time' THEN 1 END)"}
     extra = "".join(f", {sql} AS {name}" for name, sql in counts.items())
     if info.task != "binary":
         params["ls_classes"] = list(info.classes)

@@ -178,16 +178,16 @@ def logit_sql(s: str, stored_logit: str) -> str:
 #: The counts of :func:`score_saturation` over rows with ``s`` and ``lg`` (thresholds bound as
 #: $sat_low, $sat_high, $sat_tail, $sat_extreme); cube.py keeps them per slot too.
 SCORE_COUNTS = {
-    "n_finite": "count(*) FILTER (WHERE isfinite(s))",
-    "n_nan": "count(*) FILTER (WHERE isnan(s))",
-    "n_posinf": "count(*) FILTER (WHERE s = 'inf'::DOUBLE)",
-    "n_neginf": "count(*) FILTER (WHERE s = '-inf'::DOUBLE)",
-    "n_low": "count(*) FILTER (WHERE isfinite(s) AND s < $sat_low)",
-    "n_high": "count(*) FILTER (WHERE isfinite(s) AND s > $sat_high)",
-    "n_exact_0": "count(*) FILTER (WHERE s = 0)",
-    "n_exact_1": "count(*) FILTER (WHERE s = 1)",
-    "n_logit_tail": "count(*) FILTER (WHERE isfinite(s) AND abs(lg) > $sat_tail)",
-    "n_logit_extreme": "count(*) FILTER (WHERE isfinite(s) AND abs(lg) > $sat_extreme)",
+    "n_finite": "count(CASE WHEN isfinite(s) THEN 1 END)",
+    "n_nan": "count(CASE WHEN isnan(s) THEN 1 END)",
+    "n_posinf": "count(CASE WHEN s = 'inf'::DOUBLE THEN 1 END)",
+    "n_neginf": "count(CASE WHEN s = '-inf'::DOUBLE THEN 1 END)",
+    "n_low": "count(CASE WHEN isfinite(s) AND s < $sat_low THEN 1 END)",
+    "n_high": "count(CASE WHEN isfinite(s) AND s > $sat_high THEN 1 END)",
+    "n_exact_0": "count(CASE WHEN s = 0 THEN 1 END)",
+    "n_exact_1": "count(CASE WHEN s = 1 THEN 1 END)",
+    "n_logit_tail": "count(CASE WHEN isfinite(s) AND abs(lg) > $sat_tail THEN 1 END)",
+    "n_logit_extreme": "count(CASE WHEN isfinite(s) AND abs(lg) > $sat_extreme THEN 1 END)",
 }
 
 
