@@ -98,6 +98,9 @@ FEATURE_ROLES = ("feature", "activation")
 #: one histogram). More bins: a dearer first pass, fewer rows in the second
 #: (docs/metrics/drift.md, "Performance").
 FINE_BINS = (1 << 14) - 1
+#: Fine bins without KS (PSI only needs its quantile edges resolved): a small table counts
+#: faster, and its few edge bins are read again whatever their size.
+_PSI_FINE_BINS = 2047
 #: Largest perfect hash table (keys x fine bins, as a power of two) the fine histogram may use.
 _MAX_TABLE_BITS = 22
 #: The block sample that places the fine bins: this percentage of the table's vectors, or,
@@ -398,7 +401,11 @@ def _windows(con: duckdb.DuckDBPyConnection, flt: Filter, daily: bool,
         value = f"CAST(p.{quote_ident(column)} AS VARCHAR)"
         where = f"{where} AND list_contains($d_segments, {value})"
         params.update(d_segments=list(segments), d_width=width)
-        key = f"(list_position($d_segments, {value}) - 1) * $d_width + {key}"
+        # The segment index as a CASE over positions (code-made integers): its bounds are then
+        # known, so the (segment, window) key still counts into a perfect hash table.
+        index = " ".join(f"WHEN {i + 1} THEN {i}" for i in range(len(segments)))
+        key = (f"(CASE list_position($d_segments, {value}) {index} ELSE 0 END) * $d_width "
+               f"+ {key}")
     params["d_keymax"] = len(segments) * width - 1
     # Clamped to its known range: DuckDB then knows the key's bounds (statistics) and counts
     # into a perfect hash table instead of hashing (docs/metrics/drift.md, "Performance").
@@ -938,7 +945,7 @@ def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequence
     win = _windows(con, flt, daily, split)
     counts = [_Counts() for _ in win.segments]
     knots = _knots(con, win, columns)
-    n_fine = _fine_bins(win)
+    n_fine = _fine_bins(win) if ks else min(_fine_bins(win), _PSI_FINE_BINS)
     hists: dict[tuple[str, int], _Hist] = {}
     out_ks: dict[tuple[str, int], dict[Any, _KS]] = {}
     stages: list[tuple[_Stage1, dict[str, Any]]] = []
