@@ -133,10 +133,10 @@ def label_lag(con: duckdb.DuckDBPyConnection, flt: Filter) -> LabelLag:
     """
     src, params = label_relation(con, flt)
     sql = f"""
-SELECT quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file') AS q,
-       count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n,
-       count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time,
-       count(*) FILTER (WHERE label_ts_source = 'file' AND label_ts < ts) AS n_before
+SELECT quantile_cont(CASE WHEN label_ts_source = 'file' THEN lag_hours END, [0.5, 0.9, 0.99]) AS q,
+       count(CASE WHEN labelled AND label_ts_source = 'file' THEN 1 END) AS n,
+       count(CASE WHEN labelled AND label_ts_source = 'ingest_time' THEN 1 END) AS n_ingest_time,
+       count(CASE WHEN label_ts_source = 'file' AND label_ts < ts THEN 1 END) AS n_before
 FROM ({src})"""
     try:
         q, n, n_ingest, n_before = con.execute(sql, params).fetchone()
@@ -183,11 +183,11 @@ def coverage(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "day"
     if lag_p90_hours is not None and not (isinstance(lag_p90_hours, (int, float))
                                           and math.isfinite(lag_p90_hours)):
         raise QueryError(f"lag_p90_hours must be a finite number of hours, got {lag_p90_hours!r}")
-    quantiles = ("quantile_cont(lag_hours, [0.5, 0.9, 0.99]) FILTER (WHERE label_ts_source = 'file')"
+    quantiles = ("quantile_cont(CASE WHEN label_ts_source = 'file' THEN lag_hours END, [0.5, 0.9, 0.99])"
                  if lag_quantiles or lag_p90_hours is None else "CAST(NULL AS DOUBLE[])")
-    counts = ("count(*) AS n_predictions, count(*) FILTER (WHERE labelled) AS n_labelled, "
-              "count(*) FILTER (WHERE labelled AND label_ts_source = 'file') AS n_lag, "
-              "count(*) FILTER (WHERE labelled AND label_ts_source = 'ingest_time') AS n_ingest_time")
+    counts = ("count(*) AS n_predictions, count(CASE WHEN labelled THEN 1 END) AS n_labelled, "
+              "count(CASE WHEN labelled AND label_ts_source = 'file' THEN 1 END) AS n_lag, "
+              "count(CASE WHEN labelled AND label_ts_source = 'ingest_time' THEN 1 END) AS n_ingest_time")
     if cube is not None and "quantile" not in quantiles and cube.covers(resolve_model(con, flt)):
         # The same four counts, summed from the cube's slots (a slot lies inside one hour).
         where, params = cube.where(flt)

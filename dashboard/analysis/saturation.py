@@ -410,15 +410,15 @@ SELECT i, {bucket_bounds_sql(bucket)}, is_overall, n_rows, n_null, n, n_finite,
 FROM (
   SELECT i, b, grouping(b) = 1 AS is_overall,
          count(*) AS n_rows,
-         count(*) FILTER (WHERE a IS NULL) AS n_null,
+         count(CASE WHEN a IS NULL THEN 1 END) AS n_null,
          count(a) AS n,
-         count(*) FILTER (WHERE isfinite(a)) AS n_finite,
-         count(*) FILTER (WHERE isnan(a)) AS n_nan,
-         count(*) FILTER (WHERE a = 'inf'::DOUBLE) AS n_posinf,
-         count(*) FILTER (WHERE a = '-inf'::DOUBLE) AS n_neginf,
-         count(*) FILTER (WHERE isfinite(a) AND abs(a) > $act_thr) AS n_tail,
-         avg(a) FILTER (WHERE isfinite(a)) AS mean,
-         var_pop(a) FILTER (WHERE isfinite(a)) AS var
+         count(CASE WHEN isfinite(a) THEN 1 END) AS n_finite,
+         count(CASE WHEN isnan(a) THEN 1 END) AS n_nan,
+         count(CASE WHEN a = 'inf'::DOUBLE THEN 1 END) AS n_posinf,
+         count(CASE WHEN a = '-inf'::DOUBLE THEN 1 END) AS n_neginf,
+         count(CASE WHEN isfinite(a) AND abs(a) > $act_thr THEN 1 END) AS n_tail,
+         avg(CASE WHEN isfinite(a) THEN a END) AS mean,
+         var_pop(CASE WHEN isfinite(a) THEN a END) AS var
   FROM (SELECT {bucket_us_sql(bucket)} AS b,
                unnest([{items}], recursive := true)
         FROM ({rows.sql}))
@@ -490,11 +490,11 @@ ORDER BY buckets.b, g.bin"""
     counts = run_query(con, sql, params, f"binning {column}")
     outside_sql = f"""
 SELECT make_timestamptz(b) AS bucket_start, count(*) AS n_rows,
-       count(*) FILTER (WHERE isfinite(x) AND x >= $h_lo AND x <= $h_hi) AS n_binned,
-       count(*) FILTER (WHERE isfinite(x) AND x < $h_lo) AS n_below,
-       count(*) FILTER (WHERE isfinite(x) AND x > $h_hi) AS n_above,
-       count(*) FILTER (WHERE NOT isfinite(x)) AS n_nonfinite,
-       count(*) FILTER (WHERE x IS NULL) AS n_null
+       count(CASE WHEN isfinite(x) AND x >= $h_lo AND x <= $h_hi THEN 1 END) AS n_binned,
+       count(CASE WHEN isfinite(x) AND x < $h_lo THEN 1 END) AS n_below,
+       count(CASE WHEN isfinite(x) AND x > $h_hi THEN 1 END) AS n_above,
+       count(CASE WHEN NOT isfinite(x) THEN 1 END) AS n_nonfinite,
+       count(CASE WHEN x IS NULL THEN 1 END) AS n_null
 FROM (SELECT {bucket_us_sql(bucket)} AS b, CAST({value} AS DOUBLE) AS x FROM ({src}))
 GROUP BY b ORDER BY b"""
     outside = run_query(con, outside_sql, {k: v for k, v in params.items() if k != "h_bins"},

@@ -20,11 +20,11 @@ from scipy import stats as sps
 
 def moments_sql(x: str, w: str = "weight", where: str = "score_ok") -> str:
     """Select items for the five sums of ``x`` over rows where ``where`` holds."""
-    return (f"count(*) FILTER (WHERE {where}) AS n, "
-            f"coalesce(sum({w}) FILTER (WHERE {where}), 0) AS sum_w, "
-            f"coalesce(sum({w} * {w}) FILTER (WHERE {where}), 0) AS sum_w2, "
-            f"coalesce(sum({w} * {x}) FILTER (WHERE {where}), 0) AS sum_wx, "
-            f"coalesce(sum({w} * {x} * {x}) FILTER (WHERE {where}), 0) AS sum_wx2")
+    return (f"count(CASE WHEN {where} THEN 1 END) AS n, "
+            f"coalesce(sum(CASE WHEN {where} THEN {w} END), 0) AS sum_w, "
+            f"coalesce(sum(CASE WHEN {where} THEN {w} * {w} END), 0) AS sum_w2, "
+            f"coalesce(sum(CASE WHEN {where} THEN {w} * {x} END), 0) AS sum_wx, "
+            f"coalesce(sum(CASE WHEN {where} THEN {w} * {x} * {x} END), 0) AS sum_wx2")
 
 
 @dataclass(frozen=True)
