@@ -309,7 +309,7 @@ def _prediction_rows(ctx: _Ctx, extra: tuple[str, ...] = (),
 def _nonfinite(ctx: _Ctx, rule: Rule) -> list[Alert]:
     rows = _prediction_rows(ctx, window_minutes=rule.window_minutes)
     frame = _rolling(ctx, rows.sql, rows.params, key="model_version",
-                     num="count(*) FILTER (WHERE NOT score_ok)", den="count(*)",
+                     num="count(CASE WHEN NOT score_ok THEN 1 END)", den="count(*)",
                      window_minutes=rule.window_minutes, what="evaluating nonfinite_scores")
     frame["value"] = frame["num"] / frame["den"].where(frame["den"] > 0)
     frame["support"] = frame["den"]
@@ -322,8 +322,8 @@ def _extreme(ctx: _Ctx, rule: Rule) -> list[Alert]:
     s = _score_expr(ctx)
     frame = _rolling(ctx, rows.sql, {**rows.params, "al_low": rule.low, "al_high": rule.high},
                      key="model_version",
-                     num=f"count(*) FILTER (WHERE score_ok AND ({s} < $al_low OR {s} > $al_high))",
-                     den="count(*) FILTER (WHERE score_ok)",
+                     num=f"count(CASE WHEN score_ok AND ({s} < $al_low OR {s} > $al_high) THEN 1 END)",
+                     den="count(CASE WHEN score_ok THEN 1 END)",
                      window_minutes=rule.window_minutes, what="evaluating extreme_scores")
     frame["value"] = frame["num"] / frame["den"].where(frame["den"] > 0)
     frame["support"] = frame["den"]
@@ -342,8 +342,8 @@ def _activation(ctx: _Ctx, rule: Rule) -> list[Alert]:
     unnested = f"SELECT t_us, unnest([{items}], recursive := true) FROM ({rows.sql})"
     frame = _rolling(ctx, unnested, {**rows.params, "al_act": rule.activation_threshold},
                      key="col",
-                     num="count(*) FILTER (WHERE isfinite(a) AND abs(a) > $al_act)",
-                     den="count(*) FILTER (WHERE isfinite(a))",
+                     num="count(CASE WHEN isfinite(a) AND abs(a) > $al_act THEN 1 END)",
+                     den="count(CASE WHEN isfinite(a) THEN 1 END)",
                      window_minutes=rule.window_minutes, what="evaluating activation_tail")
     frame["key"] = [columns[int(i)] for i in frame["key"]]
     frame["value"] = frame["num"] / frame["den"].where(frame["den"] > 0)

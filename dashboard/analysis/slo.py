@@ -240,10 +240,10 @@ def burn_series(con: duckdb.DuckDBPyConnection, slo: Slo, windows: tuple[int, ..
 WITH ev AS ({rows_sql}),
 agg AS (
   SELECT t_us - t_us % $slo_step AS b, count(*) AS n_labelled,
-         count(*) FILTER (WHERE score_ok) AS n,
-         coalesce(sum(weight) FILTER (WHERE score_ok), 0) AS sw,
-         coalesce(sum(weight * loss) FILTER (WHERE score_ok), 0) AS swl,
-         count(*) FILTER (WHERE NOT score_ok OR loss > $slo_max_row_loss) AS n_bad
+         count(CASE WHEN score_ok THEN 1 END) AS n,
+         coalesce(sum(CASE WHEN score_ok THEN weight END), 0) AS sw,
+         coalesce(sum(CASE WHEN score_ok THEN weight * loss END), 0) AS swl,
+         count(CASE WHEN NOT score_ok OR loss > $slo_max_row_loss THEN 1 END) AS n_bad
   FROM ev WHERE t_us >= $slo_lo GROUP BY 1
 ),
 grid AS (SELECT unnest(generate_series(CAST($slo_lo AS BIGINT), CAST($slo_hi AS BIGINT),
