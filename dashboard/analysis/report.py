@@ -375,11 +375,10 @@ def _drift_where(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, over
         values = segments.excess_loss(con, flt.reference(), column, cube=cub)["value"].dropna().tolist()
         if not 1 < len(values) <= 12:
             continue
-        for value in values:
-            sub = replace(flt, segments=flt.segments + ((column, value),))
-            frame = drift.feature_drift(con, sub, features=[feature])
-            psi = frame["psi"].iloc[0] if len(frame) else None
-            if psi is not None and psi is not pd.NA and (best is None or psi > best[0]):
+        # The PSI feature_drift gives within each value, for all values at once.
+        per_value = drift.segment_psi(con, flt, feature, column)
+        for value, psi in zip(per_value["value"], per_value["psi"]):
+            if value in values and psi is not pd.NA and (best is None or psi > best[0]):
                 best = (float(psi), column, value)
     if best is None or best[0] < 1.5 * overall_psi:
         return {}
