@@ -10,20 +10,23 @@ the label copy on the predictions.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import ingest_one, quarantined, query, run_ingest, scalar
-from lossboard.ingest import readers
+from lossboard.ingest import load, readers
 from lossboard.ingest.load import IngestOptions, ensure_database, ingest
 from test_properties import PROPERTY_SETTINGS, parquet_rows, prediction_flags
 
@@ -49,8 +52,6 @@ def _database(folder: Path, name: str) -> Path:
     # The PII salt is random per database; both sides get the same one so hashes compare.
     db = folder / name
     ensure_database(db)
-    import duckdb
-
     con = duckdb.connect(str(db))
     try:
         con.execute("UPDATE meta SET value = ? WHERE key = 'pii_salt'", [SALT])
@@ -88,9 +89,10 @@ def _prediction_table(n: int, seed: int) -> pa.Table:
         ids[i] = ids[i - 1]  # duplicate key, other content: conflicting_duplicate
     for i in range(2, n, 1013):
         ids[i] = None  # missing_request_id
-    for i in range(5, n, 1499):
-        ids[i], p[i] = ids[i - 1], p[i - 1]  # identical copy of the previous row... mostly
     ts = [start + timedelta(seconds=i) for i in range(n)]
+    for i in range(5, n, 1499):
+        # Same key, score and time as the previous row: an identical copy ('duplicate').
+        ids[i], p[i], ts[i] = ids[i - 1], p[i - 1], ts[i - 1]
     return pa.table({
         "request_id": pa.array(ids, pa.string()),
         "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
@@ -121,9 +123,11 @@ def test_multi_row_group_parquet_same_as_copy_and_in_file_order(tmp_path: Path) 
     assert in_place == copied
 
     db = tmp_path / "lb-True.duckdb"
-    runs = query(db, "SELECT status, n_quarantined FROM ingest_runs ORDER BY file_id")
-    # Bad predictions are quarantined; of the labels, the second one for 'r0'.
-    assert runs[0][0] == runs[1][0] == "ok" and runs[0][1] > 0 and runs[1][1] == 1
+    runs = query(db, "SELECT status, n_quarantined, n_duplicate FROM ingest_runs ORDER BY file_id")
+    # Bad predictions are quarantined, identical copies counted; of the labels, the second
+    # one for 'r0' is quarantined.
+    assert runs[0][0] == runs[1][0] == "ok" and runs[0][1] > 0 and runs[0][2] > 0
+    assert runs[1][1] == 1
     out_of_order = scalar(db, "SELECT count(*) FROM (SELECT _lb_row_number, lag(_lb_row_number) "
                               "OVER (ORDER BY rowid) AS prev FROM labels) WHERE prev > _lb_row_number")
     assert out_of_order == 0
@@ -172,7 +176,7 @@ def test_a_damaged_parquet_file_is_rejected_with_a_clear_message(tmp_path: Path)
     report = ingest([bad], IngestOptions(db_path=db, flags=prediction_flags(False)))
     result = report.files[0]
     assert result.status == "rejected"
-    assert str(bad) in (result.message or "")
+    assert f"{bad}: cannot be read as PARQUET" in (result.message or "")
     assert scalar(db, "SELECT count(*) FROM predictions") == 0
 
 
@@ -214,10 +218,6 @@ def test_no_staging_ctas_joins_so_file_order_needs_no_sort(tmp_path: Path, fmt: 
     # The insert keeps the staging order and does not sort (load._insert_rows). That holds only
     # while every staging CTAS scans `raw` alone: a join (the model registry once; an IN list
     # of 5 labels, which DuckDB plans as a mark join) put 1 of 900k labels out of order.
-    from contextlib import contextmanager
-
-    import lossboard.ingest.load as load
-
     plans: list[str] = []
     real = load._staging_connection
 
@@ -231,8 +231,6 @@ def test_no_staging_ctas_joins_so_file_order_needs_no_sort(tmp_path: Path, fmt: 
         if fmt == "parquet":
             pq.write_table(table, path, row_group_size=4_096)
         else:
-            import pyarrow.csv as pcsv
-
             pcsv.write_csv(table, path)
         return path
 
