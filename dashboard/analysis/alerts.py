@@ -453,7 +453,7 @@ def _drift_since(ctx: _Ctx, rule: Rule, segment: tuple[tuple[str, str], ...],
         return window_start
     flt = Filter(model=ctx.model, start=lo, end=ctx.at, segments=segment,
                  reference_start=ref_start, reference_end=ref_end)
-    daily = drift.daily_drift(ctx.con, flt, feature=features)
+    daily = drift.daily_drift(ctx.con, flt, feature=features, ks=False)  # PSI only is read
     if daily.empty:
         return window_start
     enough = (daily["n_current"] >= rule.min_samples) & (daily["n_reference"] >= rule.min_samples)

@@ -1072,16 +1072,18 @@ def score_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = DEFA
 def daily_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *,
                 feature: str | Sequence[str] | None = None, bins: int = DEFAULT_BINS,
                 eps: float = DEFAULT_EPS, watch: float = DEFAULT_WATCH,
-                act: float = DEFAULT_ACT) -> pd.DataFrame:
+                act: float = DEFAULT_ACT, ks: bool = True) -> pd.DataFrame:
     """Drift of each UTC day of ``flt`` against the whole reference window (for heatmaps).
 
     ``feature``: one name, several, or None for every registered feature (:data:`SCORE` is the
     score). The PSI bins are the reference's, the same for every day; KS is exact per day.
     Days of the current window without any row are left out. Columns: ``day`` (date), then
-    :data:`DRIFT_COLUMNS`; ordered by ``feature``, ``day``.
+    :data:`DRIFT_COLUMNS`; ordered by ``feature``, ``day``. ``ks=False`` leaves the KS columns
+    empty (<NA>) and skips their exact pass: for callers that read only PSI and status (the
+    report's and the alerts' "since when" of a drift), as :func:`distribution` does.
     """
     _check(bins, eps, watch, act)
-    d = _drift(con, flt, feature, bins, daily=True)
+    d = _drift(con, flt, feature, bins, daily=True, ks=ks)
     results = []
     for col in d.columns:
         for day in sorted(d.counts[0].n_cur_rows):

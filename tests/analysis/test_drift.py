@@ -456,6 +456,14 @@ def test_daily_drift_over_many_days_overlapping_and_open_windows() -> None:
             for (_, row), x in zip(frame.iterrows(), cur):
                 assert_ks_matches(row, reference, x)
                 assert abs(row["psi"] - numpy_psi(reference, x)[0]) <= 1e-12
+        # PSI only (what the report's and the alerts' "since when" read): the same PSI and
+        # status per day, no KS.
+        psi_only = drift.daily_drift(con, flt, feature="x", ks=False)
+        assert psi_only["day"].tolist() == days
+        for (_, row), x in zip(psi_only.iterrows(), cur):
+            assert abs(row["psi"] - numpy_psi(reference, x)[0]) <= 1e-12
+        assert psi_only["status"].tolist() == frame["status"].tolist()
+        assert psi_only["ks_statistic"].isna().all() and psi_only["ks_pvalue"].isna().all()
 
 
 def test_the_callers_perfect_hash_setting_is_kept() -> None:
