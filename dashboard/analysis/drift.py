@@ -1033,7 +1033,7 @@ def _frame(results: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFram
 
 def feature_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = DEFAULT_BINS,
                   eps: float = DEFAULT_EPS, watch: float = DEFAULT_WATCH, act: float = DEFAULT_ACT,
-                  features: str | Sequence[str] | None = None) -> pd.DataFrame:
+                  features: str | Sequence[str] | None = None, ks: bool = True) -> pd.DataFrame:
     """Drift of each feature between ``flt.reference()`` and ``flt``, most drifted first.
 
     ``features``: column names (role ``feature`` or ``activation``; :data:`SCORE` is the
@@ -1047,12 +1047,13 @@ def feature_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = DE
     Returns one row per feature with the columns :data:`DRIFT_COLUMNS` (see
     :class:`DriftResult`), sorted by ``psi`` descending (no-data rows last), then ``feature``.
     The float columns are pandas' nullable ``Float64`` (``<NA>``, never a silent NaN).
+    ``ks=False`` leaves the KS columns <NA> and skips their exact pass (PSI-only callers).
 
     Example: reference ``[50, 50]`` and current ``[25, 75]`` in two bins give
     ``PSI = (0.25 - 0.5) ln(0.25 / 0.5) + (0.75 - 0.5) ln(0.75 / 0.5) = 0.274653``.
     """
     _check(bins, eps, watch, act)
-    d = _drift(con, flt, features, bins)
+    d = _drift(con, flt, features, bins, ks=ks)
     results = [asdict(_results(d, c, 0, 0, eps, watch, act)) for c in d.columns]
     results.sort(key=lambda r: (r["psi"] is None, -(r["psi"] or 0.0), r["feature"]))
     return _frame(results, DRIFT_COLUMNS)

@@ -199,8 +199,12 @@ def _canary(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> di
 
 def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int) -> list[dict[str, Any]]:
     current = _after_reference(flt)
-    score = pd.DataFrame([asdict(drift.score_drift(con, current, bins=bins))])
-    frame = pd.concat([drift.feature_drift(con, current, bins=bins), score], ignore_index=True)
+    # The features and the score in one call (one block sample, one resolving pass); the
+    # score's row stays last, as the report has always listed it.
+    features = [name for name, _ in base.columns_with_role(con, "feature")]
+    both = drift.feature_drift(con, current, bins=bins, features=[*features, drift.SCORE])
+    is_score = both["feature"] == drift.SCORE
+    frame = pd.concat([both[~is_score], both[is_score]], ignore_index=True)
     frame["feature"] = frame["feature"].replace({drift.SCORE: "score"})
     # Columns are registered per file kind, not per model: a feature another model's files
     # brought is empty in both windows here and is left out.
@@ -349,7 +353,7 @@ def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, rows: list[dict
         since, until = run
         window = replace(current, start=datetime.combine(since, datetime.min.time()).replace(
             tzinfo=current.start.tzinfo))
-        frame = drift.feature_drift(con, window, features=[name])
+        frame = drift.feature_drift(con, window, features=[name], ks=False)  # PSI is read
         psi = _clean(frame["psi"].iloc[0]) if len(frame) else None
         if psi is None:
             continue
