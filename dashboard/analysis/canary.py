@@ -16,7 +16,8 @@ per-row clipped log loss (docs/metrics/canary.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -24,6 +25,10 @@ from lossboard.dashboard.analysis import base
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.analysis.stats import Moments, moments_sql, welch
 from lossboard.errors import QueryError
+from lossboard.sql import quote_ident
+
+if TYPE_CHECKING:  # cube imports loss; this module needs only the type
+    from lossboard.dashboard.analysis.cube import Cube
 
 VERDICTS = ("pass", "fail", "insufficient_data")
 
@@ -72,9 +77,42 @@ def detect_pair(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[str, str] 
     return None
 
 
+def common_window(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter | None:
+    """The Filter of the rows :func:`compare_versions` tests for :func:`detect_pair`'s pair:
+    ``flt`` from the later version's first prediction to just past the earlier one's last,
+    or None without a pair. A cube built with this window among its windows
+    (``cube.build(..., windows=[...])``) serves the comparison."""
+    pair = detect_pair(con, flt)
+    if pair is None:
+        return None
+    spans = {sp[0]: sp for sp in version_spans(con, replace(base.resolve_model(con, flt), versions=()))}
+    start = max(spans[pair[0]][1], spans[pair[1]][1])
+    last = min(spans[pair[0]][2], spans[pair[1]][2])
+    return replace(flt, start=start, end=last + timedelta(microseconds=1))
+
+
+def _moments_from_cube(con: duckdb.DuckDBPyConnection, cube: Cube, flt: Filter, start: datetime,
+                       last: datetime, versions: tuple[str, str]) -> list[tuple] | None:
+    """Per-version moments of the labelled rows of ``flt`` in ``[start, last]`` from the
+    cube's version slots, or None when the cube does not hold exactly those rows."""
+    if cube.flt.versions and not set(versions) <= set(cube.flt.versions):
+        return None
+    window = replace(flt, start=start, end=last + timedelta(microseconds=1),
+                     versions=cube.flt.versions)
+    if not cube.covers(window):
+        return None
+    where, params = cube.where(window, "model_version")
+    return con.execute(
+        f"SELECT value, sum(n), sum(sw), sum(sw2), sum(s_loss), sum(s_loss2) "
+        f"FROM {quote_ident(cube.table)} WHERE {where} AND list_contains($cv_versions, value) "
+        "GROUP BY value HAVING sum(n_labelled) > 0 ORDER BY value",
+        {**params, "cv_versions": list(versions)}).fetchall()
+
+
 def compare_versions(con: duckdb.DuckDBPyConnection, flt: Filter, *, baseline: str,
                      candidate: str, min_samples: int = base.DEFAULT_MIN_SAMPLES,
-                     max_relative_increase: float = 0.05, alpha: float = 0.05) -> CanaryResult:
+                     max_relative_increase: float = 0.05, alpha: float = 0.05,
+                     cube: Cube | None = None) -> CanaryResult:
     """Compare ``candidate`` with ``baseline`` over their overlapping traffic in ``flt``.
 
     See the module docstring for the statistics. Example: equal losses give
@@ -107,11 +145,14 @@ def compare_versions(con: duckdb.DuckDBPyConnection, flt: Filter, *, baseline: s
                             p_value=None, p_value_worse=None, verdict="insufficient_data",
                             reason="the two versions never served traffic at the same time", **common)
     # Half-open [start, end): end is just past the last common prediction.
-    window = replace(flt, start=start, versions=(baseline, candidate))
-    rows = base.labelled_rows(con, window)
-    result = con.execute(
-        f"SELECT model_version, {moments_sql('loss')} FROM ({rows.sql}) WHERE ts <= $lb_last "
-        "GROUP BY ALL ORDER BY model_version", {**rows.params, "lb_last": last}).fetchall()
+    result = None if cube is None else _moments_from_cube(con, cube, flt, start, last,
+                                                          (baseline, candidate))
+    if result is None:
+        window = replace(flt, start=start, versions=(baseline, candidate))
+        rows = base.labelled_rows(con, window)
+        result = con.execute(
+            f"SELECT model_version, {moments_sql('loss')} FROM ({rows.sql}) WHERE ts <= $lb_last "
+            "GROUP BY ALL ORDER BY model_version", {**rows.params, "lb_last": last}).fetchall()
     m = {r[0]: Moments(int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in result}
     empty = Moments(0, 0.0, 0.0, 0.0, 0.0)
     mb, mc = m.get(baseline, empty), m.get(candidate, empty)

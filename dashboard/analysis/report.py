@@ -112,12 +112,19 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
     if cube_sums is not None and cube_sums.covers(flt) and cube_sums.covers(flt.reference()):
         return _report(con, flt, cube_sums, bins=bins, min_samples=min_samples,
                        include_drift=include_drift, auc=auc)
-    cub = cube.build(con, flt, segments.segment_columns(con), [flt.reference()])
+    cub = cube.build(con, flt, segments.segment_columns(con), cube_windows(con, flt))
     try:
         return _report(con, flt, cub, bins=bins, min_samples=min_samples,
                        include_drift=include_drift, auc=auc)
     finally:
         cub.drop(con)
+
+
+def cube_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Filter]:
+    """The windows besides ``flt`` whose figures the report reads from its cube: the
+    reference window and the canary's common range (when there is a canary)."""
+    common = canary.common_window(con, flt)
+    return [w for w in (flt.reference() if flt.has_reference else None, common) if w is not None]
 
 
 def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, *, bins: int,
@@ -158,7 +165,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
         "by_version": _records(versions.rename(columns={"first_ts": "first_ts", "last_ts": "last_ts"}),
                                ["model_version", "n_labelled", "log_loss", "low_confidence",
                                 "first_ts", "last_ts"]),
-        "canary": _canary(con, flt, min_samples),
+        "canary": _canary(con, flt, min_samples, cub),
         "drift": _drift(con, flt, bins) if include_drift else None,
         "saturation": _saturation(sat, acts),
         "labels": _labels(con, flt, min_samples, cub),
@@ -188,12 +195,13 @@ def _by_segment(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
     return out
 
 
-def _canary(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int) -> dict[str, Any] | None:
+def _canary(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
+            cub: cube.Cube | None) -> dict[str, Any] | None:
     pair = canary.detect_pair(con, flt)
     if pair is None:
         return None
     result = canary.compare_versions(con, flt, baseline=pair[0], candidate=pair[1],
-                                     min_samples=min_samples)
+                                     min_samples=min_samples, cube=cub)
     return {k: _clean(v) for k, v in asdict(result).items()}
 
 

@@ -200,15 +200,14 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter) -> OnCallData:
     if flt.start is None:
         sums = None
     else:
-        sums = cube.build(con, flt, segments.segment_columns(con),
-                          [flt.reference()] if flt.has_reference else [])
+        sums = cube.build(con, flt, segments.segment_columns(con), report.cube_windows(con, flt))
     try:
         rolled = {w: loss.rolling(con, flt, window=w, cube=sums) for w in ("1h", "6h")}
         rep = _attempt(report.build_report, con, flt, auc=False, cube_sums=sums)
         excess = _attempt(segments.excess_loss_all, con, flt, cube=sums)
         pair = _attempt(canary.detect_pair, con, flt)
         result = pair if pair is None or isinstance(pair, LossboardError) else _attempt(
-            canary.compare_versions, con, flt, baseline=pair[0], candidate=pair[1])
+            canary.compare_versions, con, flt, baseline=pair[0], candidate=pair[1], cube=sums)
         lag = label_lag_anywhere(con, flt)
         span_days = (flt.end - flt.start).total_seconds() / 86400 if flt.start else 0
         bucket = "hour" if span_days <= 3 else "day"

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossboard.dashboard.analysis import cube, loss, report, segments
+from lossboard.dashboard.analysis import canary, cube, loss, report, segments
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
 
@@ -49,11 +49,23 @@ def windows(flt: Filter) -> list[Filter]:
 def check_all(db, flt: Filter, cols: list[str]) -> cube.Cube:
     with read_connection(db) as con:
         flt = report.resolve_windows(con, flt)
-        c = cube.build(con, flt, cols, [flt.reference()])
+        c = cube.build(con, flt, cols, report.cube_windows(con, flt))
         try:
             for w in windows(flt):
                 assert c.covers(w), w
                 check_counts(con, w, c)
+                # The canary of w: from the cube for w = flt (its common range is a cube
+                # window), from the rows otherwise; the same result either way.
+                pair = canary.detect_pair(con, w)
+                if pair is not None:
+                    assert_same(canary.compare_versions(con, w, baseline=pair[0], candidate=pair[1]),
+                                canary.compare_versions(con, w, baseline=pair[0], candidate=pair[1],
+                                                        cube=c), f"canary {w}")
+                    if w is flt:  # ... and the cube did serve it
+                        common = canary.common_window(con, w)
+                        assert canary._moments_from_cube(
+                            con, c, w, common.start, common.end - timedelta(microseconds=1),
+                            pair) is not None
                 for auc in (True, False):
                     assert_same(loss.overall(con, w, auc=auc), loss.overall(con, w, auc=auc, cube=c),
                                 f"overall {w}")
