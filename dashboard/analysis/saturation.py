@@ -290,7 +290,7 @@ def score_saturation(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str
                   f"FROM {quote_ident(cube.table)} WHERE {where} GROUP BY GROUPING SETS ((b), ())")
     else:
         src, params, _ = _score_sql(con, flt)
-        counts = (f"SELECT b, grouping(b) = 1 AS is_overall, count(*) AS n, "
+        counts = ("SELECT b, grouping(b) = 1 AS is_overall, count(*) AS n, "
                   + ", ".join(f"{sql} AS {name}" for name, sql in SCORE_COUNTS.items())
                   + f" FROM (SELECT {bucket_us_sql(bucket)} AS b, s, lg FROM ({src})) "
                   "GROUP BY GROUPING SETS ((b), ())")
