@@ -77,3 +77,19 @@ def test_a_failing_figure_is_held_not_raised(sample_db: Path, monkeypatch: pytes
     with pytest.raises(QueryError, match="broken on purpose"):
         views.figure(data.excess)
     assert views.figure(data.stall) is data.stall
+
+
+def test_daily_drift_table_is_daily_drift_without_ks(sample_db: Path) -> None:
+    """The Debug heatmap's table: daily PSI, status and counts as drift.daily_drift gives
+    them, without the per-day KS it does not show."""
+    from lossboard.dashboard.analysis import drift
+
+    with read_connection(sample_db) as con:
+        view = views.drift_window(views.resolve_view(con, Filter(model="fraud")))
+        got = views.daily_drift_table(con, view)
+        full = drift.daily_drift(con, view, feature=views._drift_features(con))
+        full["feature"] = full["feature"].replace({drift.SCORE: views.SCORE_NAME})
+        full = full[full["feature"].isin(set(got["feature"]))].reset_index(drop=True)
+        cols = ["day", "feature", "psi", "status", "n_current", "n_reference"]
+        pd.testing.assert_frame_equal(got[cols], full[cols])
+        assert got["ks_statistic"].isna().all() and not full["ks_statistic"].isna().all()
