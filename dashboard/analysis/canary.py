@@ -86,9 +86,15 @@ def common_window(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter | None:
     if pair is None:
         return None
     spans = {sp[0]: sp for sp in version_spans(con, replace(base.resolve_model(con, flt), versions=()))}
-    start = max(spans[pair[0]][1], spans[pair[1]][1])
-    last = min(spans[pair[0]][2], spans[pair[1]][2])
+    start, last = _overlap(spans, *pair)
     return replace(flt, start=start, end=last + timedelta(microseconds=1))
+
+
+def _overlap(spans: dict[str, tuple], baseline: str, candidate: str) -> tuple[datetime, datetime]:
+    """(first, last) prediction time both versions served, from :func:`version_spans` rows
+    by version; first > last when they never overlapped."""
+    return (max(spans[baseline][1], spans[candidate][1]),
+            min(spans[baseline][2], spans[candidate][2]))
 
 
 def _moments_from_cube(con: duckdb.DuckDBPyConnection, cube: Cube, flt: Filter, start: datetime,
@@ -137,8 +143,7 @@ def compare_versions(con: duckdb.DuckDBPyConnection, flt: Filter, *, baseline: s
                             p_value=None, p_value_worse=None, verdict="insufficient_data",
                             reason=f"no predictions of version(s) {', '.join(missing)} in the filter",
                             **common)
-    start = max(spans[baseline][1], spans[candidate][1])
-    last = min(spans[baseline][2], spans[candidate][2])
+    start, last = _overlap(spans, baseline, candidate)
     if start > last:
         return CanaryResult(start=None, end=None, n_baseline=0, n_candidate=0, log_loss_baseline=None,
                             log_loss_candidate=None, relative_delta=None, t_statistic=None,
