@@ -93,7 +93,8 @@ def resolve_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
 
 def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                  min_samples: int = base.DEFAULT_MIN_SAMPLES, include_drift: bool = True,
-                 auc: bool = True, cube_sums: cube.Cube | None = None) -> dict[str, Any]:
+                 auc: bool = True, drift_section: bool = True,
+                 cube_sums: cube.Cube | None = None) -> dict[str, Any]:
     """Every section of docs/report-json.md for ``flt`` (see there for the fields).
 
     ``cube_sums``: a :func:`cube.build` of ``flt`` and its reference window that the caller
@@ -102,20 +103,26 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
     ``auc=False`` leaves ``overall.roc_auc`` / ``pr_auc`` null: the exact AUC sorts every
     labelled row and is the report's single most expensive figure (about 40% of it at 10M
     rows); a page that does not show it (On-call) should not pay for it.
+    ``drift_section=False`` leaves ``drift`` null but keeps the drift findings, which read
+    daily PSI, not that section: the section's exact KS per feature is a third of the
+    report's drift cost, for a table On-call does not show.
     """
     flt = resolve_windows(con, flt)
     if flt.start is None:  # no prediction of the model: nothing to sum
         return _report(con, flt, None, bins=bins, min_samples=min_samples,
-                       include_drift=include_drift, auc=auc)
+                       include_drift=include_drift, auc=auc,
+                       drift_section=drift_section)
     # One scan sums the window and the reference window for every loss and segment figure
     # below (cube.py); the figures equal the row scans' (tests/analysis/test_cube.py).
     if cube_sums is not None and cube_sums.covers(flt) and cube_sums.covers(flt.reference()):
         return _report(con, flt, cube_sums, bins=bins, min_samples=min_samples,
-                       include_drift=include_drift, auc=auc)
+                       include_drift=include_drift, auc=auc,
+                       drift_section=drift_section)
     cub = cube.build(con, flt, segments.segment_columns(con), cube_windows(con, flt))
     try:
         return _report(con, flt, cub, bins=bins, min_samples=min_samples,
-                       include_drift=include_drift, auc=auc)
+                       include_drift=include_drift, auc=auc,
+                       drift_section=drift_section)
     finally:
         cub.drop(con)
 
@@ -128,7 +135,8 @@ def cube_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Filter]:
 
 
 def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, *, bins: int,
-            min_samples: int, include_drift: bool, auc: bool) -> dict[str, Any]:
+            min_samples: int, include_drift: bool, auc: bool,
+            drift_section: bool = True) -> dict[str, Any]:
     info = base.model_info(con, flt.model)
     summary = loss.overall(con, flt, min_samples=min_samples, auc=auc, cube=cub)
     cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
@@ -166,7 +174,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
                                ["model_version", "n_labelled", "log_loss", "low_confidence",
                                 "first_ts", "last_ts"]),
         "canary": _canary(con, flt, min_samples, cub),
-        "drift": _drift(con, flt, bins) if include_drift else None,
+        "drift": _drift(con, flt, bins) if include_drift and drift_section else None,
         "saturation": _saturation(sat, acts),
         "labels": _labels(con, flt, min_samples, cub),
     }
@@ -250,7 +258,9 @@ def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
         "coverage_by_day": [{"day": _iso(r["bucket_start"].date()), **{c: _clean(r[c]) for c in (
             "n_predictions", "n_labelled", "coverage", "mature")}} for _, r in cov.iterrows()],
         "lag_hours": {"p50": lag.p50_hours, "p90": lag.p90_hours, "p99": lag.p99_hours,
-                      "n": lag.n, "n_ingest_time": lag.n_ingest_time},
+                      "n": lag.n, "n_ingest_time": lag.n_ingest_time,
+                      "n_before_prediction": lag.n_before_prediction,
+                      "frac_before_prediction": lag.frac_before_prediction},
         "stall": {k: _clean(v) for k, v in asdict(stall).items()},
     }
 
@@ -311,8 +321,8 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     if can and can["verdict"] == "fail":
         out.append(Finding("canary_fail", {"model_version": can["candidate"]}, can["start"], None,
                            can["log_loss_candidate"], can["log_loss_baseline"], can["reason"]))
-    if include_drift and report.get("drift"):
-        out += _drift_findings(con, flt, report["drift"], report["min_samples"], cube)
+    if include_drift:
+        out += _drift_findings(con, flt, report["min_samples"], cube)
     out += _score_findings(con, flt, cube)
     out += _activation_findings(con, flt, report["min_samples"], activations)
     stall = report["labels"]["stall"]
@@ -337,36 +347,36 @@ def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter,
     return {} if best is None else {"segment": {best[1]: best[2]}}
 
 
-def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, rows: list[dict[str, Any]],
-                    min_samples: int, cub: cube.Cube | None) -> list[Finding]:
+def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
+                    cub: cube.Cube | None) -> list[Finding]:
     """Features (and the score) whose daily PSI stayed at ``watch`` or above for a run of days
-    reaching the end of the window (or at least two days long)."""
-    names = [drift.SCORE if r["feature"] == "score" else r["feature"] for r in rows
-             if r["status"] != "no_data"]
-    if not names:
-        return []
+    reaching the end of the window (or at least two days long); most drifted first.
+
+    One :func:`drift.drift_by_day` pass gives every day's PSI and, summed from its counts,
+    each run's PSI; one more per segment column (split by its values) gives "where"."""
     current = _after_reference(flt)
-    # Only the daily PSI status is read here: no exact KS per day.
-    daily = drift.daily_drift(con, current, feature=names, ks=False)
-    out = []
+    names = [name for name, _ in base.columns_with_role(con, "feature")] + [drift.SCORE]
+    days = drift.drift_by_day(con, current, features=names)
+    daily = days.table()
+    runs: dict[str, tuple[Any, Any, float]] = {}
     for name in names:
         series = daily[daily["feature"] == name]
         # PSI of a small sample is biased upwards (about (bins - 1) / n by chance alone), so a
-        # day below min_samples cannot raise a drift finding.
+        # day below min_samples cannot raise a drift finding. A feature without a value in
+        # either window (another model's column) has every day below it.
         flags = [s in ("watch", "act") and n >= min_samples
                  for s, n in zip(series["status"], series["n_current"])]
         run = _last_run_start(flags, list(series["day"]))
         if run is None:
             continue
-        since, until = run
-        window = replace(current, start=datetime.combine(since, datetime.min.time()).replace(
-            tzinfo=current.start.tzinfo))
-        frame = drift.feature_drift(con, window, features=[name], ks=False)  # PSI is read
-        psi = _clean(frame["psi"].iloc[0]) if len(frame) else None
-        if psi is None:
-            continue
+        psi = days.since(name, run[0]).psi  # the window from the run's first day on
+        if psi is not None:
+            runs[name] = (run[0], run[1], psi)
+    wheres = _drift_where(con, current, runs, cub)
+    out = []
+    for name, (since, until, psi) in sorted(runs.items(), key=lambda kv: -kv[1][2]):
         shown = "score" if name == drift.SCORE else name
-        out.append(Finding("feature_drift", {"feature": shown, **_drift_where(con, window, name, psi, cub)},
+        out.append(Finding("feature_drift", {"feature": shown, **wheres[name]},
                            _iso(since) + "T00:00:00Z", None if until is None else _iso(until) + "T00:00:00Z",
                            psi, None, f"PSI {psi:.3f} on {shown} since {_iso(since)} vs the "
                            "reference window"))
@@ -380,22 +390,29 @@ def _after_reference(flt: Filter) -> Filter:
     return flt
 
 
-def _drift_where(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, overall_psi: float,
-                 cub: cube.Cube | None) -> dict[str, Any]:
-    """The segment value where the feature drifts most, if clearly more than overall."""
-    best: tuple[float, str, str] | None = None
-    for column in segments.segment_columns(con):
-        values = segments.excess_loss(con, flt.reference(), column, cube=cub)["value"].dropna().tolist()
+def _drift_where(con: duckdb.DuckDBPyConnection, current: Filter,
+                 runs: dict[str, tuple[Any, Any, float]],
+                 cub: cube.Cube | None) -> dict[str, dict[str, Any]]:
+    """Per drifting feature (``runs``: feature -> (first day, end, PSI since)), the segment
+    value where it drifts most since that day, if clearly more than overall (1.5 times)."""
+    best: dict[str, tuple[float, str, str]] = {}
+    for column in segments.segment_columns(con) if runs else []:
+        values = segments.excess_loss(con, current.reference(), column, cube=cub)["value"].dropna().tolist()
         if not 1 < len(values) <= 12:
             continue
-        # The PSI feature_drift gives within each value, for all values at once.
-        per_value = drift.segment_psi(con, flt, feature, column)
-        for value, psi in zip(per_value["value"], per_value["psi"]):
-            if value in values and psi is not pd.NA and (best is None or psi > best[0]):
-                best = (float(psi), column, value)
-    if best is None or best[0] < 1.5 * overall_psi:
-        return {}
-    return {"segment": {best[1]: best[2]}, "segment_psi": best[0]}
+        # Each value's own reference edges and daily counts, for every drifting feature at once.
+        split = drift.drift_by_day(con, current, features=list(runs), split=column)
+        for name, (since, _, _) in runs.items():
+            for value in values:
+                psi = split.since(name, since, value).psi
+                if psi is not None and (name not in best or psi > best[name][0]):
+                    best[name] = (float(psi), column, value)
+    out: dict[str, dict[str, Any]] = {}
+    for name, (_, _, overall) in runs.items():
+        top = best.get(name)
+        out[name] = ({} if top is None or top[0] < 1.5 * overall
+                     else {"segment": {top[1]: top[2]}, "segment_psi": top[0]})
+    return out
 
 
 def _score_findings(con: duckdb.DuckDBPyConnection, flt: Filter,

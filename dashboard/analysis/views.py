@@ -183,7 +183,9 @@ class OnCallData:
     excess: pd.DataFrame  # segments.excess_loss_all
     canary_pair: tuple[str, str] | None  # canary.detect_pair
     canary: canary.CanaryResult | None  # canary.compare_versions of the pair
-    lag_anywhere: labels.LabelLag  # label_lag_anywhere
+    # The window's label lag (the report's), or label_lag_anywhere when the window holds no
+    # label (the empty states quote it: "no labels yet for this window: lag p90 is 36 h").
+    lag: labels.LabelLag
     coverage_bucket: str  # "hour" for a view of at most 3 days, else "day"
     coverage: pd.DataFrame  # labels.coverage by coverage_bucket
     stall: labels.LabelStall  # labels.label_stall
@@ -206,12 +208,16 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter) -> OnCallData:
         sums = cube.build(con, flt, segments.segment_columns(con), report.cube_windows(con, flt))
     try:
         rolled = {w: loss.rolling(con, flt, window=w, cube=sums) for w in ("1h", "6h")}
-        rep = _attempt(report.build_report, con, flt, auc=False, cube_sums=sums)
+        rep = _attempt(report.build_report, con, flt, auc=False, drift_section=False,
+                       cube_sums=sums)
         excess = _attempt(segments.excess_loss_all, con, flt, cube=sums)
         pair = _attempt(canary.detect_pair, con, flt)
         result = pair if pair is None or isinstance(pair, LossboardError) else _attempt(
             canary.compare_versions, con, flt, baseline=pair[0], candidate=pair[1], cube=sums)
-        lag = label_lag_anywhere(con, flt)
+        lag = _window_lag(rep)
+        if lag is None or lag.n == 0:
+            # No label in the window: the empty states quote the model's lag over all time.
+            lag = label_lag_anywhere(con, flt)
         span_days = (flt.end - flt.start).total_seconds() / 86400 if flt.start else 0
         bucket = "hour" if span_days <= 3 else "day"
         cov = _attempt(labels.coverage, con, flt, bucket=bucket)
@@ -225,6 +231,17 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter) -> OnCallData:
         if sums is not None:
             sums.drop(con)
     return OnCallData(rolled, rep, excess, pair, result, lag, bucket, cov, stall, sat)
+
+
+def _window_lag(rep: Any) -> labels.LabelLag | None:
+    """The report's ``labels.lag_hours`` as a LabelLag (None when the report failed)."""
+    if isinstance(rep, LossboardError):
+        return None
+    lag = rep["labels"]["lag_hours"]
+    return labels.LabelLag(p50_hours=lag["p50"], p90_hours=lag["p90"], p99_hours=lag["p99"],
+                           n=lag["n"], n_ingest_time=lag["n_ingest_time"],
+                           n_before_prediction=lag["n_before_prediction"],
+                           frac_before_prediction=lag["frac_before_prediction"])
 
 
 def _attempt(fn: Any, *args: Any, **kwargs: Any) -> Any:

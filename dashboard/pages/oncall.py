@@ -156,7 +156,8 @@ def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) 
     cols[3].caption(f"exactly 0 or 1: {exact:,}; whole window: "
                     f"{sat.overall.n_exact_0 + sat.overall.n_exact_1:,}")
     cols[4].metric("label lag p90", "—" if lag.p90_hours is None else f"{lag.p90_hours:.1f} h",
-                   help="hours from prediction to label, 90th percentile")
+                   help="hours from prediction to label, 90th percentile, over this window's "
+                        "labels (over all time when the window has none)")
     cols[4].caption(f"p50 {'—' if lag.p50_hours is None else f'{lag.p50_hours:.1f} h'}; n = {lag.n:,}")
 
 
@@ -203,7 +204,7 @@ def _canary_section(view: Any, result: Any) -> None:
 
 def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
     st.subheader("Labels: coverage and lag")
-    lag, bucket = data.lag_anywhere, data.coverage_bucket
+    lag, bucket = data.lag, data.coverage_bucket
     cov, stall = views.figure(data.coverage), views.figure(data.stall)
     if stall.stalled:
         st.warning(f"Label delivery stalled since {fmt_time(stall.recent_start)}: coverage "
@@ -225,7 +226,7 @@ def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> N
 
 
 def _now_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
-    rolled, lag, sat = data.rolled, data.lag_anywhere, views.figure(data.saturation)
+    rolled, lag, sat = data.rolled, data.lag, views.figure(data.saturation)
     st.subheader("Now")
     _headline(rolled["1h"], rolled["6h"], sat, lag)
     if int(rolled["1h"]["n"].sum()) == 0:

@@ -49,13 +49,18 @@ def test_oncall_data_equals_the_separate_calls(sample_db: Path, days: int | None
         data = views.oncall_data(con, view)
         for w in ("1h", "6h"):
             _same(data.rolled[w], loss.rolling(con, view, window=w))
-        _same(data.report, report.build_report(con, view, auc=False))
+        _same(data.report, report.build_report(con, view, auc=False, drift_section=False))
+        full = report.build_report(con, view, auc=False)
+        _same(full["findings"], data.report["findings"])
+        assert data.report["drift"] is None and full["drift"] is not None
         _same(data.excess, segments.excess_loss_all(con, view))
         pair = canary.detect_pair(con, view)
         assert data.canary_pair == pair
         if pair is not None:
             _same(data.canary, canary.compare_versions(con, view, baseline=pair[0], candidate=pair[1]))
-        _same(data.lag_anywhere, views.label_lag_anywhere(con, view))
+        # The window's lag (the report's), all time only for a window without labels.
+        window_lag = labels.label_lag(con, view)
+        _same(data.lag, window_lag if window_lag.n else views.label_lag_anywhere(con, view))
         assert data.coverage_bucket == ("hour" if days == 2 else "day")
         _same(data.coverage, labels.coverage(con, view, bucket=data.coverage_bucket))
         _same(data.stall, labels.label_stall(con, view))
@@ -93,3 +98,22 @@ def test_daily_drift_table_is_daily_drift_without_ks(sample_db: Path) -> None:
         cols = ["day", "feature", "psi", "status", "n_current", "n_reference"]
         pd.testing.assert_frame_equal(got[cols], full[cols])
         assert got["ks_statistic"].isna().all() and not full["ks_statistic"].isna().all()
+
+
+def test_label_lag_is_the_windows_or_all_time_without_labels(tmp_path: Path) -> None:
+    from tests.pages_support import ingest_frame, small_db
+
+    db = small_db(tmp_path, labels="both")  # 2024-03-01 .. 03-02, every row labelled 2 h later
+    later = pd.DataFrame({"request_id": [f"x{i}" for i in range(50)],
+                          "ts": pd.date_range("2024-03-05", periods=50, freq="10min", tz="UTC")
+                          .strftime("%Y-%m-%dT%H:%M:%SZ"), "score": 0.3, "region": "eu",
+                          "amount": 10.0, "device": "ios"})
+    ingest_frame(db, later, "later.csv", model="fraud", model_version="v1",
+                 segments=("region",), features=("amount", "device"))
+    with read_connection(str(db)) as con:
+        labelled = views.resolve_view(con, Filter(model="fraud", start="2024-03-01", end="2024-03-03"))
+        bare = views.resolve_view(con, Filter(model="fraud", start="2024-03-05", end="2024-03-06"))
+        window = labels.label_lag(con, labelled)
+        assert window.n > 0 and labels.label_lag(con, bare).n == 0
+        _same(views.oncall_data(con, labelled).lag, window)
+        _same(views.oncall_data(con, bare).lag, views.label_lag_anywhere(con, bare))
