@@ -387,3 +387,19 @@ def test_rows_are_stored_in_file_order(tmp_path: Path, db_path: Path, kind: str)
     out_of_order = scalar(db_path, f"SELECT count(*) FROM (SELECT _lb_row_number, lag(_lb_row_number) "
                                    f"OVER (ORDER BY rowid) AS prev FROM {table}) WHERE prev > _lb_row_number")
     assert out_of_order == 0
+
+
+def test_the_database_is_checkpointed_after_each_file(tmp_path: Path, db_path: Path) -> None:
+    # The staging connection turns automatic checkpoints off for its private in-memory
+    # database (load._staging_connection); the setting is shared with the attached main
+    # database, which must still end every ingest checkpointed, with no WAL left behind.
+    lines = ["request_id,ts,p,region"] + [f"r{i},{TS},{(i % 89) / 89},eu" for i in range(50_000)]
+    preds = write_csv(tmp_path, "p.csv", "\n".join(lines) + "\n")
+    labels = write_csv(tmp_path, "l.csv", "request_id,label\n" + "".join(
+        f"r{i},{i % 2}\n" for i in range(0, 50_000, 2)))
+    wal = Path(str(db_path) + ".wal")
+    assert ingest_one(db_path, preds, model="m", model_version="v1").status == "ok"
+    assert not wal.exists()
+    assert ingest_one(db_path, labels, kind="labels").n_accepted == 25_000
+    assert not wal.exists()
+    assert scalar(db_path, "SELECT count(label) FROM predictions") == 25_000
