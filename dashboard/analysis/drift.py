@@ -307,6 +307,8 @@ class _Windows:
     params: dict[str, Any]
     groups: tuple[Any, ...]
     segments: tuple[str, ...] = ("",)
+    base: str = ""             # ``where`` without the split's condition (shared by splits)
+    cond: str | None = None    # the split's condition: the row has one of its values
 
     @property
     def width(self) -> int:
@@ -379,10 +381,11 @@ def _window_parts(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[Where, W
 
 
 def _windows(con: duckdb.DuckDBPyConnection, flt: Filter, daily: bool,
-             split: tuple[str, tuple[str, ...]] | None = None) -> _Windows:
+             split: tuple[str, tuple[str, ...]] | None = None, tag: str = "d") -> _Windows:
     """The rows of ``flt.reference()`` and ``flt``; ``daily``: one current group per UTC day;
     ``split``: (segment column, its values): one pair of samples per value (rows where the
-    column is NULL or another value belong to none)."""
+    column is NULL or another value belong to none). ``tag``: the prefix of the split's
+    parameters (several splits share one scan: :func:`_drifts`)."""
     common, ref_w, cur_w = _window_parts(con, flt)
     params: dict[str, Any] = {**common.params, **ref_w.params, **cur_w.params}
     where = f"({common.sql}) AND (({ref_w.sql}) OR ({cur_w.sql}))"
@@ -402,21 +405,23 @@ def _windows(con: duckdb.DuckDBPyConnection, flt: Filter, daily: bool,
     key = (f"CASE WHEN coalesce({cur_w.sql}, false) THEN 1 + 2 * {day} + "
            f"CASE WHEN coalesce({ref_w.sql}, false) THEN 1 ELSE 0 END ELSE 0 END")
     segments: tuple[str, ...] = ("",)
+    base, cond = where, None
     if split is not None:
         column, segments = split
         value = f"CAST(p.{quote_ident(column)} AS VARCHAR)"
-        where = f"{where} AND list_contains($d_segments, {value})"
-        params.update(d_segments=list(segments), d_width=width)
+        cond = f"list_contains(${tag}_segments, {value})"
+        where = f"{where} AND {cond}"
+        params.update({f"{tag}_segments": list(segments), f"{tag}_width": width})
         # The segment index as a CASE over positions (code-made integers): its bounds are then
         # known, so the (segment, window) key still counts into a perfect hash table.
         index = " ".join(f"WHEN {i + 1} THEN {i}" for i in range(len(segments)))
-        key = (f"(CASE list_position($d_segments, {value}) {index} ELSE 0 END) * $d_width "
-               f"+ {key}")
-    params["d_keymax"] = len(segments) * width - 1
+        key = (f"(CASE list_position(${tag}_segments, {value}) {index} ELSE 0 END) "
+               f"* ${tag}_width + {key}")
+    params[f"{tag}_keymax"] = len(segments) * width - 1
     # Clamped to its known range: DuckDB then knows the key's bounds (statistics) and counts
     # into a perfect hash table instead of hashing (docs/metrics/drift.md, "Performance").
-    return _Windows(where=where, key=f"least(greatest({key}, 0), $d_keymax)", params=params,
-                    groups=groups, segments=segments)
+    return _Windows(where=where, key=f"least(greatest({key}, 0), ${tag}_keymax)", params=params,
+                    groups=groups, segments=segments, base=base, cond=cond)
 
 
 @dataclass(frozen=True)
@@ -691,36 +696,50 @@ class _Fine:
     first: bool                # the call's first column: it sets the row counts
 
 
-def _stage1(con: duckdb.DuckDBPyConnection, win: _Windows, fines: list[_Fine],
+def _stage1(con: duckdb.DuckDBPyConnection, wins: list[_Windows], fines: list[_Fine],
             knots: dict[str, list[float] | None], n_fine: int,
-            params: dict[str, Any]) -> list[dict[str, np.ndarray]]:
-    """Counts per (key, fine bin) of every numeric column, in one scan: one grouping set
-    per column (a query per column read the rows and computed their keys once per column, at
-    1.5 times the cost). Counts only: a bin's smallest and largest value would tell
-    single-valued bins (exact already) apart, but cost a fifth of the query; integer columns
-    get one value per bin instead (:func:`_unit_bins`)."""
+            params: dict[str, Any]) -> list[list[dict[str, np.ndarray]]]:
+    """Counts per (key, fine bin) of every numeric column in every split (``wins``), in one
+    scan: one grouping set per (split, column); a query per column read the rows and
+    computed their keys once per column, at 1.5 times the cost. Returns, per split, per
+    column, the arrays ``k``, ``b``, ``n``. Counts only: a bin's smallest and largest value
+    would tell single-valued bins (exact already) apart, but cost a fifth of the query;
+    integer columns get one value per bin instead (:func:`_unit_bins`)."""
     values = ", ".join(f"{f.col.expr} AS {_V}{j}" for j, f in enumerate(fines))
     binned = ", ".join(
         f"CASE WHEN {f.col.valid.format(v=f'{_V}{j}')} THEN "
         f"{_fine_bin_sql(knots.get(f.col.name), n_fine, params, f.prefix, f.base, f'{_V}{j}')}"
         f" ELSE ${f.prefix}_miss END AS b{j}" for j, f in enumerate(fines))
-    rows = (f"SELECT {win.key} AS k, {binned} FROM (SELECT p.*, {values} FROM predictions p "
-            f"WHERE {win.where}) p")
-    if len(fines) == 1:
-        sql = f"SELECT 0 AS i, k, b0 AS b, count(*)::BIGINT AS n FROM ({rows}) GROUP BY k, b0"
+    # A row outside a split's values (NULL there) gets that split's key n_keys, dropped below:
+    # the splits share the scan, so their own conditions move into their keys.
+    keys = ", ".join((w.key if w.cond is None else
+                      f"CASE WHEN {w.cond} THEN {w.key} ELSE {w.n_keys} END") + f" AS k{i}"
+                     for i, w in enumerate(wins))
+    rows = (f"SELECT {keys}, {binned} FROM (SELECT p.*, {values} FROM predictions p "
+            f"WHERE {wins[0].base}) p")
+    sets = [(i, j) for i in range(len(wins)) for j in range(len(fines))]
+    if len(sets) == 1:
+        sql = f"SELECT 0 AS i, k0 AS k, b0 AS b, count(*)::BIGINT AS n FROM ({rows}) GROUP BY k0, b0"
     else:
-        which = " ".join(f"WHEN grouping(b{j}) = 0 THEN {j}" for j in range(len(fines)))
-        sql = (f"SELECT CASE {which} END AS i, k, "
+        which = " ".join(f"WHEN grouping(k{i}) = 0 AND grouping(b{j}) = 0 THEN {x}"
+                         for x, (i, j) in enumerate(sets))
+        sql = (f"SELECT CASE {which} END AS i, "
+               f"coalesce({', '.join(f'k{i}' for i in range(len(wins)))}) AS k, "
                f"coalesce({', '.join(f'b{j}' for j in range(len(fines)))}) AS b, "
                f"count(*)::BIGINT AS n FROM ({rows}) GROUP BY GROUPING SETS "
-               f"({', '.join(f'(k, b{j})' for j in range(len(fines)))})")
-    bits = (win.n_keys + 1).bit_length() + (n_fine + 2).bit_length() + 1
+               f"({', '.join(f'(k{i}, b{j})' for i, j in sets)})")
+    n_keys = max(w.n_keys for w in wins) + 1
+    bits = (n_keys + 1).bit_length() + (n_fine + 2).bit_length() + 1
     with _perfect_hash(con, min(bits, _MAX_TABLE_BITS + 2)):
         # Row order does not matter: the counts are scattered into arrays by key and bin.
         data = _run_numpy(con, sql, params, "fine histograms of "
                           + ", ".join(repr(f.col.name) for f in fines))
     index = data.pop("i")
-    return [{name: v[index == j] for name, v in data.items()} for j in range(len(fines))]
+    out: list[list[dict[str, np.ndarray]]] = [[] for _ in wins]
+    for x, (i, j) in enumerate(sets):
+        mine = (index == x) & (data["k"] < wins[i].n_keys)
+        out[i].append({name: v[mine] for name, v in data.items()})
+    return out
 
 
 @dataclass(frozen=True)
@@ -861,9 +880,10 @@ def _numeric_stage1(win: _Windows, col: _Column, fine: str, prefix: str,
 
 
 def _stage2_sql(win: _Windows, st: _Stage1, i: int, params: dict[str, Any]) -> str:
-    """The rows of the fine bins to resolve of one column, counted per (key, value)."""
-    params[f"{st.prefix}_bins"] = np.flatnonzero(st.resolve).tolist()
-    binned = _binned_sql(win, st.col, st.fine, st.prefix, only_bins=f"{st.prefix}_bins")
+    """The rows of the fine bins to resolve of one column (in one split), counted per (key,
+    value); ``i`` tells the statement's rows apart in a UNION."""
+    params[f"{st.prefix}_bins{i}"] = np.flatnonzero(st.resolve).tolist()
+    binned = _binned_sql(win, st.col, st.fine, st.prefix, only_bins=f"{st.prefix}_bins{i}")
     return f"SELECT {i} AS i, k, b, v, count(*)::BIGINT AS n FROM ({binned}) GROUP BY k, b, v"
 
 
@@ -1002,58 +1022,74 @@ class _Drift:
 def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequence[str] | None,
            bins: int, *, daily: bool = False, ks: bool = True,
            split: tuple[str, tuple[str, ...]] | None = None) -> _Drift:
-    """Counts, PSI bins and (``ks``) exact KS of the columns, per segment and group.
+    """Counts, PSI bins and (``ks``) exact KS of the columns, per segment and group."""
+    return _drifts(con, flt, features, bins, [split], daily=daily, ks=ks)[0]
 
-    Per call: a block sample (fine-bin placement); per numeric column one fine histogram
-    (which also counts rows and missing values); one query resolving the fine bins that need
-    it, for every column at once; per categorical column one GROUP BY category.
+
+def _drifts(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequence[str] | None,
+            bins: int, splits: Sequence[tuple[str, tuple[str, ...]] | None], *,
+            daily: bool = False, ks: bool = True) -> list[_Drift]:
+    """:func:`_drift` for each of ``splits`` (None: no split), sharing the scans.
+
+    Per call: a block sample (fine-bin placement); one fine-histogram scan for every numeric
+    column and split (which also counts rows and missing values); one query resolving the fine
+    bins that need it, for every column and split at once; per categorical column and split
+    one GROUP BY category.
     """
     flt = resolve_model(con, flt)
     columns = _columns(con, flt, features)
-    win = _windows(con, flt, daily, split)
-    counts = [_Counts() for _ in win.segments]
-    knots = _knots(con, win, columns)
-    n_fine = _fine_bins(win) if ks else min(_fine_bins(win), _PSI_FINE_BINS)
-    hists: dict[tuple[str, int], _Hist] = {}
-    out_ks: dict[tuple[str, int], dict[Any, _KS]] = {}
-    stages: list[tuple[_Stage1, dict[str, Any]]] = []
+    wins = [_windows(con, flt, daily, split, tag="d" if len(splits) == 1 else f"w{i}")
+            for i, split in enumerate(splits)]
+    knots = _knots(con, wins[0], columns)
+    n_fine = min(_fine_bins(w) for w in wins)
+    if not ks:
+        n_fine = min(n_fine, _PSI_FINE_BINS)
+    counts = [[_Counts() for _ in w.segments] for w in wins]
+    hists: list[dict[tuple[str, int], _Hist]] = [{} for _ in wins]
     fines: list[_Fine] = []
     for i, col in enumerate(columns):
         if not col.numeric:
-            for s, h in _categorical(con, win, col, counts, rows=i == 0).items():
-                hists[col.name, s] = h
+            for w, c, h in zip(wins, counts, hists):
+                for s, hist in _categorical(con, w, col, c, rows=i == 0).items():
+                    h[col.name, s] = hist
             continue
         base = _unit_bins(knots.get(col.name), n_fine) if col.integer else None
         fines.append(_Fine(col, f"d{i}", base, i == 0))
-    params = {**win.params, **{f"{f.prefix}_miss": n_fine for f in fines}}
-    for f, data in zip(fines, _stage1(con, win, fines, knots, n_fine, params) if fines else []):
-        keys = _decode(win, data["k"])
-        b = data["b"].astype(np.int64)
-        _add_counts(win, counts, f.col, keys, data["n"].astype(np.int64), b < n_fine, f.first)
-        fine = _fine_bin_sql(knots.get(f.col.name), n_fine, params, f.prefix, f.base)
-        st = _numeric_stage1(win, f.col, fine, f.prefix, data, keys, n_fine, bins, ks, f.base)
-        if st.edges:
-            stages.append((st, params))
-    todo = [(i, st, p) for i, (st, p) in enumerate(stages) if st.resolve.any()]
+    params = {k: v for w in wins for k, v in w.params.items()}
+    params.update({f"{f.prefix}_miss": n_fine for f in fines})
+    stages: list[tuple[int, _Stage1]] = []
+    for w_i, per_col in enumerate(_stage1(con, wins, fines, knots, n_fine, params) if fines else []):
+        win = wins[w_i]
+        for f, data in zip(fines, per_col):
+            keys = _decode(win, data["k"])
+            b = data["b"].astype(np.int64)
+            _add_counts(win, counts[w_i], f.col, keys, data["n"].astype(np.int64), b < n_fine,
+                        f.first)
+            fine = _fine_bin_sql(knots.get(f.col.name), n_fine, params, f.prefix, f.base)
+            st = _numeric_stage1(win, f.col, fine, f.prefix, data, keys, n_fine, bins, ks, f.base)
+            if st.edges:
+                stages.append((w_i, st))
+    todo = [(x, w_i, st) for x, (w_i, st) in enumerate(stages) if st.resolve.any()]
     if todo:
-        params = {k: v for _, _, p in todo for k, v in p.items()}
-        # One statement for every column: the bins to resolve hold few rows, but each
-        # column's bins are found by recomputing them over the windows.
-        sql = "\nUNION ALL\n".join(_stage2_sql(win, st, i, params) for i, st, _ in todo)
+        # One statement for every column and split: the bins to resolve hold few rows, but
+        # each column's bins are found by recomputing them over the windows.
+        sql = "\nUNION ALL\n".join(_stage2_sql(wins[w_i], st, x, params) for x, w_i, st in todo)
         rows = _run_numpy(con, sql, params, "resolving fine bins value by value")
-        for i, st, _ in todo:
-            mine = rows["i"] == i
+        for x, w_i, st in todo:
+            mine = rows["i"] == x
             part = {name: values[mine] for name, values in rows.items()}
-            _numeric_stage2(win, st, part, _decode(win, part["k"]))
-    for st, _ in stages:
+            _numeric_stage2(wins[w_i], st, part, _decode(wins[w_i], part["k"]))
+    out_ks: list[dict[tuple[str, int], dict[Any, _KS]]] = [{} for _ in wins]
+    for w_i, st in stages:
+        groups = wins[w_i].groups
         for s in st.edges:
-            hists[st.col.name, s] = _numeric_hist(st, s, win.groups)
+            hists[w_i][st.col.name, s] = _numeric_hist(st, s, groups)
             n1 = int(st.ref[s].sum())
-            out_ks[st.col.name, s] = {
-                win.groups[u - s * len(win.groups)]: _KS(*ks_pvalue(
+            out_ks[w_i][st.col.name, s] = {
+                groups[u - s * len(groups)]: _KS(*ks_pvalue(
                     g.dmax, g.dmin, n1, int(st.cur[u].sum()), g.at_max, g.at_min))
-                for u, g in st.gaps.items() if u // len(win.groups) == s}
-    return _Drift(win, columns, counts, hists, out_ks)
+                for u, g in st.gaps.items() if u // len(groups) == s}
+    return [_Drift(w, columns, c, h, k) for w, c, h, k in zip(wins, counts, hists, out_ks)]
 
 
 def _result(col: _Column, counts: _Counts, hist: _Hist | None, ks: _KS | None, g: Any,
@@ -1309,14 +1345,36 @@ def drift_by_day(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     value)`` is the drift within that value. When ``flt`` already holds values of the column,
     each value is read as ``flt`` itself (the Filter ORs them: :func:`segment_psi`).
     """
+    if split is None:
+        _check(bins, eps, watch, act)
+        d = _drift(con, resolve_model(con, flt), features, bins, daily=True, ks=False)
+        return DriftByDay(d, (), {}, eps, watch, act)
+    return drift_by_day_splits(con, flt, features=features, splits=[split], bins=bins, eps=eps,
+                               watch=watch, act=act)[split]
+
+
+def drift_by_day_splits(con: duckdb.DuckDBPyConnection, flt: Filter, *,
+                        features: str | Sequence[str] | None = None, splits: Sequence[str],
+                        bins: int = DEFAULT_BINS, eps: float = DEFAULT_EPS,
+                        watch: float = DEFAULT_WATCH,
+                        act: float = DEFAULT_ACT) -> dict[str, DriftByDay]:
+    """:func:`drift_by_day` with ``split=column`` for each of ``splits``, by column, from
+    shared scans (one fine-histogram scan and one resolving query for all of them)."""
     _check(bins, eps, watch, act)
     flt = resolve_model(con, flt)
-    if split is None:
-        d = _drift(con, flt, features, bins, daily=True, ks=False)
-        return DriftByDay(d, (), {}, eps, watch, act)
-    values = _split_values(con, flt, split)
-    if split in {c for c, _ in flt.segments} or not values:
-        d = _drift(con, flt, features, bins, daily=True, ks=False)
-        return DriftByDay(d, values, dict.fromkeys(values, 0), eps, watch, act)
-    d = _drift(con, flt, features, bins, daily=True, ks=False, split=(split, values))
-    return DriftByDay(d, values, {v: i for i, v in enumerate(values)}, eps, watch, act)
+    held = {c for c, _ in flt.segments}
+    values = {column: _split_values(con, flt, column) for column in dict.fromkeys(splits)}
+    # A column the Filter restricts, or without values, reads as the Filter itself.
+    whole = [c for c, v in values.items() if c in held or not v]
+    parts = [c for c in values if c not in whole]
+    asked: list[tuple[str, tuple[str, ...]] | None] = [(c, values[c]) for c in parts]
+    if whole:
+        asked.append(None)
+    if not asked:
+        return {}
+    found = _drifts(con, flt, features, bins, asked, daily=True, ks=False)
+    out = {c: DriftByDay(d, values[c], {v: i for i, v in enumerate(values[c])}, eps, watch, act)
+           for c, d in zip(parts, found)}
+    for c in whole:
+        out[c] = DriftByDay(found[-1], values[c], dict.fromkeys(values[c], 0), eps, watch, act)
+    return out

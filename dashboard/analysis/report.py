@@ -396,15 +396,19 @@ def _drift_where(con: duckdb.DuckDBPyConnection, current: Filter,
     """Per drifting feature (``runs``: feature -> (first day, end, PSI since)), the segment
     value where it drifts most since that day, if clearly more than overall (1.5 times)."""
     best: dict[str, tuple[float, str, str]] = {}
+    candidates: dict[str, list[str]] = {}
     for column in segments.segment_columns(con) if runs else []:
         values = segments.excess_loss(con, current.reference(), column, cube=cub)["value"].dropna().tolist()
-        if not 1 < len(values) <= 12:
-            continue
-        # Each value's own reference edges and daily counts, for every drifting feature at once.
-        split = drift.drift_by_day(con, current, features=list(runs), split=column)
+        if 1 < len(values) <= 12:
+            candidates[column] = values
+    # Each value's own reference edges and daily counts, for every drifting feature and
+    # segment column at once (one scan).
+    splits = drift.drift_by_day_splits(con, current, features=list(runs),
+                                       splits=list(candidates)) if candidates else {}
+    for column, values in candidates.items():
         for name, (since, _, _) in runs.items():
             for value in values:
-                psi = split.since(name, since, value).psi
+                psi = splits[column].since(name, since, value).psi
                 if psi is not None and (name not in best or psi > best[name][0]):
                     best[name] = (float(psi), column, value)
     out: dict[str, dict[str, Any]] = {}

@@ -138,3 +138,17 @@ def test_errors_and_empty_windows() -> None:
 def test_since_property(seed: int, n_ref: int, n_cur: int, shift: float, nan: float) -> None:
     con = spread_db(seed, n_ref, n_cur, shift, fine_nan=nan)
     check_since(con, FLT, split="seg" if seed % 2 else None)
+
+
+def test_several_splits_share_one_pass_and_equal_one_split_each() -> None:
+    con = spread_db(5, 2500, 3000, shift=0.8)
+    for flt in (FLT, replace(FLT, segments=(("seg", "a"), ("seg", "c")))):
+        together = drift.drift_by_day_splits(con, flt, features=FEATURES, splits=["seg", "cat"])
+        assert set(together) == {"seg", "cat"}
+        for column, days in together.items():
+            alone = drift.drift_by_day(con, flt, features=FEATURES, split=column)
+            assert days.values == alone.values
+            for value in days.values:
+                for feature in FEATURES:
+                    for day in (date(2026, 2, 1), date(2026, 2, 3)):
+                        assert days.since(feature, day, value) == alone.since(feature, day, value)
