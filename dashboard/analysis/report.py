@@ -402,7 +402,12 @@ def _drift_where(con: duckdb.DuckDBPyConnection, current: Filter,
         if 1 < len(values) <= 12:
             candidates[column] = values
     # Each value's own reference edges and daily counts, for every drifting feature and
-    # segment column at once (one scan).
+    # segment column at once (one scan), over the days from the earliest run's first day
+    # only: .since reads no earlier day.
+    first = min(since for since, _, _ in runs.values()) if runs else None
+    if first is not None and current.start is not None:
+        midnight = datetime.combine(first, datetime.min.time()).replace(tzinfo=current.start.tzinfo)
+        current = replace(current, start=max(current.start, midnight))
     splits = drift.drift_by_day_splits(con, current, features=list(runs),
                                        splits=list(candidates)) if candidates else {}
     for column, values in candidates.items():

@@ -120,3 +120,30 @@ def test_report_single_model_needs_no_model_flag(make_db) -> None:
     # Random, stationary data: no loss regression, no drift, no saturation, no canary.
     assert {f["what"] for f in rep["findings"]} <= {"label_stall"}
     assert rep["canary"] is None
+
+
+def test_drift_findings_values_are_feature_drift_of_their_windows(sample_db: Path,
+                                                                   sample_report: dict) -> None:
+    # A drift finding's value is the PSI from its first day (not before the window that is
+    # compared with the reference) to the end; its segment_psi, that PSI within the segment.
+    from dataclasses import replace
+    from datetime import datetime
+
+    from lossboard.dashboard.analysis import drift
+
+    hits = [f for f in sample_report["findings"] if f["what"] == "feature_drift"]
+    assert hits
+    with read_connection(sample_db) as con:
+        flt = report.resolve_windows(con, Filter(model="fraud"))
+        current = report._after_reference(flt)
+        for f in hits:
+            since = datetime.fromisoformat(f["since"].replace("Z", "+00:00"))
+            window = replace(current, start=max(since, current.start))
+            name = drift.SCORE if f["where"]["feature"] == "score" else f["where"]["feature"]
+            whole = drift.feature_drift(con, window, features=[name], ks=False)["psi"].iloc[0]
+            assert f["value"] == pytest.approx(whole, rel=1e-12)
+            for column, value in (f["where"].get("segment") or {}).items():
+                sub = replace(window, segments=window.segments + ((column, value),))
+                psi = drift.feature_drift(con, sub, features=[name], ks=False)["psi"].iloc[0]
+                assert f["where"]["segment_psi"] == pytest.approx(psi, rel=1e-12)
+                assert psi >= 1.5 * whole
