@@ -709,7 +709,10 @@ def _copy_new_labels(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     n_accepted, n_any_model = con.execute(
         "SELECT count(*), count(CASE WHEN model IS NULL THEN 1 END) FROM staged "
         "WHERE _lb_reason IS NULL").fetchone()
-    if n_any_model == 0 and n_accepted > schema.UPDATE_MAX_ROWS:
+    n_predictions = con.execute(f"SELECT count(*) FROM {_T}.predictions").fetchone()[0]
+    # Fewer labels than predictions keeps the labels on the join's build side, so the rewrite
+    # streams the predictions in storage order (schema.copy_labels says why that matters).
+    if n_any_model == 0 and schema.UPDATE_MAX_ROWS < n_accepted < n_predictions:
         return _copy_new_labels_by_key(con, int(n_accepted))
     schema.match_labels(con, schema.label_matches_sql(
         f"{_T}.predictions", "staged", "l._lb_reason IS NULL",

@@ -133,8 +133,10 @@ def test_a_crash_mid_copy_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
                                          update_max_rows: int, labels: str, copier: str) -> None:
     monkeypatch.setattr(schema, "UPDATE_MAX_ROWS", update_max_rows)
     db = tmp_path / "lb.duckdb"
-    ingest_one(db, write_csv(tmp_path, "p.csv", "request_id,ts,p\na,2026-01-01,0.2\nb,2026-01-01,0.7\n"),
-               model="m", model_version="v1")
+    # Three predictions for two labels: the keyed rewrite is taken for fewer labels than
+    # predictions (load._copy_new_labels).
+    ingest_one(db, write_csv(tmp_path, "p.csv", "request_id,ts,p\na,2026-01-01,0.2\nb,2026-01-01,0.7\n"
+                                                "c,2026-01-01,0.4\n"), model="m", model_version="v1")
     before = query(db, "SELECT * FROM predictions ORDER BY ALL")
     real = getattr(schema, copier)
 
