@@ -706,14 +706,6 @@ def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, 
 def _copy_new_labels(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Copy this file's accepted labels onto their predictions (schema.copy_labels); returns
     (labels with no prediction yet, labels timed before their prediction)."""
-    n_accepted, n_any_model = con.execute(
-        "SELECT count(*), count(CASE WHEN model IS NULL THEN 1 END) FROM staged "
-        "WHERE _lb_reason IS NULL").fetchone()
-    n_predictions = con.execute(f"SELECT count(*) FROM {_T}.predictions").fetchone()[0]
-    # Fewer labels than predictions keeps the labels on the join's build side, so the rewrite
-    # streams the predictions in storage order (schema.copy_labels says why that matters).
-    if n_any_model == 0 and schema.UPDATE_MAX_ROWS < n_accepted < n_predictions:
-        return _copy_new_labels_by_key(con, int(n_accepted))
     schema.match_labels(con, schema.label_matches_sql(
         f"{_T}.predictions", "staged", "l._lb_reason IS NULL",
         extra=", l._lb_ord AS ord, l.model IS NULL AS any_model"))
@@ -730,25 +722,6 @@ def _copy_new_labels(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
            FROM lb_label_matches""").fetchone()
     schema.copy_labels(con, f"{_T}.")
     return int(n_accepted - n_matched), int(n_before)
-
-
-def _copy_new_labels_by_key(con: duckdb.DuckDBPyConnection, n_accepted: int) -> tuple[int, int]:
-    """:func:`_copy_new_labels` for many labels that all name a model, in one join.
-
-    Each such label matches at most one prediction, and that prediction had no label yet (a
-    label for the same model and request is a duplicate or a conflict, never accepted), so
-    the labels matched are the labelled predictions the rewrite added, and those timed
-    before their prediction the added rows with ``label_ts < ts``: counted on the table
-    before and after, two scans of four columns instead of a join of 9M labels to 10M
-    predictions (tested equal to the join's counts in tests/test_label_copy.py).
-    """
-    counts = (f"SELECT count(label), count(CASE WHEN label_ts < ts THEN 1 END) "
-              f"FROM {_T}.predictions")
-    n_labelled, n_before = con.execute(counts).fetchone()
-    schema.copy_labels_by_key(con, f"{_T}.", "SELECT request_id, model, label, label_ts, "
-                              "label_ts_source FROM staged WHERE _lb_reason IS NULL")
-    n_labelled_after, n_before_after = con.execute(counts).fetchone()
-    return n_accepted - int(n_labelled_after - n_labelled), int(n_before_after - n_before)
 
 
 def _insert_run(con: duckdb.DuckDBPyConnection, *, file_id: int, run_id: str, path: str,

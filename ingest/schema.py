@@ -324,46 +324,21 @@ def copy_labels(con: duckdb.DuckDBPyConnection, prefix: str,
     if 0 < n <= update_max_rows:
         con.execute(f"UPDATE {table} SET {sets} FROM lb_label_matches m WHERE {table}.rowid = m.rid")
     elif n > update_max_rows:
-        _rewrite_predictions(con, prefix, "lb_label_matches m ON m.rid = p.rowid")
+        db = prefix.split(".")[0] if prefix else con.execute("SELECT current_database()").fetchone()[0]
+        ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE database_name = ? "
+                          "AND schema_name = 'main' AND table_name = 'predictions'", [db]).fetchone()[0]
+        fresh = f"{prefix}predictions__relabel"
+        con.execute(re.sub(r"^CREATE TABLE \S+?\(", f"CREATE TABLE {fresh}(", ddl))
+        keep = ", ".join(f"coalesce(m.{c}, p.{c}) AS {c}" for c, _ in LABEL_COPY_COLUMNS)
+        # No ORDER BY: the hash join streams the probe side (predictions) nearly in order
+        # (1 row of 10M out of time order here), which keeps the ts zone maps useful; sorting
+        # the whole table back would double the cost. Nothing reads rows in storage order.
+        con.execute(f"INSERT INTO {fresh} SELECT p.* REPLACE ({keep}) "
+                    f"FROM {table} p LEFT JOIN lb_label_matches m ON m.rid = p.rowid")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {fresh} RENAME TO predictions")
     con.execute("DROP TABLE lb_label_matches")
     return n
-
-
-def copy_labels_by_key(con: duckdb.DuckDBPyConnection, prefix: str, labels_sql: str) -> None:
-    """Copy the labels of ``labels_sql`` onto their predictions by rewriting the table, with
-    the labels joined on (request_id, model) in the rewrite itself: no ``lb_label_matches``
-    first, which cost a second join of the two tables (4 cpu s for 9M labels at 10M rows,
-    docs/benchmarks.md).
-
-    ``labels_sql`` (SQL written by the caller) yields ``request_id, model, label, label_ts,
-    label_ts_source`` with a model on every row and at most one row per (model, request_id),
-    none matching an already labelled prediction: what the ingest accepts from a labels file
-    without model-less labels (a label for a request and model that already has one is a
-    duplicate or a conflict). Run inside the caller's transaction.
-    """
-    _rewrite_predictions(con, prefix, f"({labels_sql}) m ON m.request_id = p.request_id "
-                                      "AND m.model = p.model",
-                         label_model="m.model")
-
-
-def _rewrite_predictions(con: duckdb.DuckDBPyConnection, prefix: str, join: str,
-                         label_model: str = "m.label_model") -> None:
-    """Rewrite ``predictions`` in one pass with the label copy taken from ``LEFT JOIN {join}``
-    (alias ``m``, at most one row per prediction), then swap it in."""
-    table = f"{prefix}predictions"
-    db = prefix.split(".")[0] if prefix else con.execute("SELECT current_database()").fetchone()[0]
-    ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE database_name = ? "
-                      "AND schema_name = 'main' AND table_name = 'predictions'", [db]).fetchone()[0]
-    fresh = f"{prefix}predictions__relabel"
-    con.execute(re.sub(r"^CREATE TABLE \S+?\(", f"CREATE TABLE {fresh}(", ddl))
-    source = {"label_model": label_model}
-    keep = ", ".join(f"coalesce({source.get(c, 'm.' + c)}, p.{c}) AS {c}" for c, _ in LABEL_COPY_COLUMNS)
-    # No ORDER BY: the hash join streams the probe side (predictions) nearly in order
-    # (1 row of 10M out of time order here), which keeps the ts zone maps useful; sorting
-    # the whole table back would double the cost. Nothing reads rows in storage order.
-    con.execute(f"INSERT INTO {fresh} SELECT p.* REPLACE ({keep}) FROM {table} p LEFT JOIN {join}")
-    con.execute(f"DROP TABLE {table}")
-    con.execute(f"ALTER TABLE {fresh} RENAME TO predictions")
 
 
 def read_columns(con: duckdb.DuckDBPyConnection, kind: str, catalog: str = "") -> dict[str, ColumnInfo]:

@@ -9,13 +9,10 @@ database written before the copy existed.
 from __future__ import annotations
 
 import random
-import tempfile
 from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from conftest import ingest_one, only_file, query, run_ingest, scalar, write_csv
 
 from lossboard.dashboard.analysis import health, loss
@@ -124,33 +121,27 @@ def test_rewrite_keeps_columns_types_and_constraints(tmp_path: Path,
     assert scalar(db, "SELECT count(*) FROM predictions") == 3
 
 
-@pytest.mark.parametrize(("update_max_rows", "labels", "copier"), [
-    (0, "request_id,label\na,1\nb,0\n", "copy_labels"),
-    (10**9, "request_id,label\na,1\nb,0\n", "copy_labels"),
-    (0, "request_id,model,label\na,m,1\nb,m,0\n", "copy_labels_by_key"),
-], ids=["rewrite", "update", "rewrite-by-key"])
+@pytest.mark.parametrize("update_max_rows", [0, 10**9], ids=["rewrite", "update"])
 def test_a_crash_mid_copy_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         update_max_rows: int, labels: str, copier: str) -> None:
+                                         update_max_rows: int) -> None:
     monkeypatch.setattr(schema, "UPDATE_MAX_ROWS", update_max_rows)
     db = tmp_path / "lb.duckdb"
-    # Three predictions for two labels: the keyed rewrite is taken for fewer labels than
-    # predictions (load._copy_new_labels).
-    ingest_one(db, write_csv(tmp_path, "p.csv", "request_id,ts,p\na,2026-01-01,0.2\nb,2026-01-01,0.7\n"
-                                                "c,2026-01-01,0.4\n"), model="m", model_version="v1")
+    ingest_one(db, write_csv(tmp_path, "p.csv", "request_id,ts,p\na,2026-01-01,0.2\nb,2026-01-01,0.7\n"),
+               model="m", model_version="v1")
     before = query(db, "SELECT * FROM predictions ORDER BY ALL")
-    real = getattr(schema, copier)
+    real = schema.copy_labels
 
     def copy_then_fail(*args: object, **kwargs: object) -> int:
         real(*args, **kwargs)  # the table is already rewritten / updated in the transaction
         raise duckdb.IOException("disk full (simulated)")
 
-    monkeypatch.setattr(schema, copier, copy_then_fail)
-    result = only_file(run_ingest(db, write_csv(tmp_path, "l.csv", labels), kind="labels"))
+    monkeypatch.setattr(schema, "copy_labels", copy_then_fail)
+    result = only_file(run_ingest(db, write_csv(tmp_path, "l.csv", "request_id,label\na,1\nb,0\n")))
     assert result.status == "rejected" and "disk full" in (result.message or "")
     assert query(db, "SELECT * FROM predictions ORDER BY ALL") == before
     assert scalar(db, "SELECT count(*) FROM labels") == 0
-    monkeypatch.setattr(schema, copier, real)
-    assert ingest_one(db, tmp_path / "l.csv", kind="labels").n_accepted == 2  # a retry completes
+    monkeypatch.setattr(schema, "copy_labels", real)
+    assert ingest_one(db, tmp_path / "l.csv").n_accepted == 2  # nothing half-done blocks a retry
     assert query(db, COPY) == query(db, REFERENCE)
 
 
@@ -194,54 +185,3 @@ def test_label_statistics_count_each_label_once(tmp_path: Path) -> None:
     assert (result.n_accepted, result.n_unmatched_labels, result.n_label_before_prediction) == (4, 1, 2)
     assert query(db, "SELECT model, request_id, label FROM predictions ORDER BY 1, 2") == [
         ("m", "m1", "0"), ("m", "s", "1"), ("n", "n1", "1"), ("n", "s", "1")]
-
-
-_RIDS = [f"r{i}" for i in range(12)]
-_DAYS = ["2026-01-08", "2026-01-09", "2026-01-10", "2026-01-11", "2026-01-12"]
-_label_rows = st.lists(st.tuples(st.sampled_from(_RIDS + ["nobody"]), st.sampled_from(["m", "n"]),
-                                 st.sampled_from(["0", "1"]), st.sampled_from(_DAYS)),
-                       min_size=1, max_size=20)
-
-
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pred_ids=st.tuples(st.sets(st.sampled_from(_RIDS)), st.sets(st.sampled_from(_RIDS))),
-       label_files=st.lists(_label_rows, min_size=1, max_size=3),
-       preds_first=st.lists(st.booleans(), min_size=2, max_size=2))
-def test_counts_of_the_keyed_rewrite_equal_the_join(
-        pred_ids: tuple[set[str], set[str]], label_files: list[list[tuple[str, str, str, str]]],
-        preds_first: list[bool]) -> None:
-    """Labels that all name a model are copied by one keyed rewrite (UPDATE_MAX_ROWS = 0, load.
-    _copy_new_labels_by_key), whose unmatched / before-prediction counts come from the table
-    before and after; they must equal the counts from matching each label (the UPDATE path),
-    file by file, in any order of prediction and label files, with duplicates, conflicts,
-    unknown requests and labels timed before their prediction."""
-    def run(limit: int, folder: Path) -> tuple[list[tuple], list[tuple]]:
-        original = schema.UPDATE_MAX_ROWS
-        schema.UPDATE_MAX_ROWS = limit
-        try:
-            db = folder / f"lb-{limit}.duckdb"
-            files: list[tuple[Path, dict]] = []
-            for i, body in enumerate(label_files):
-                text = "request_id,model,label,label_ts\n" + "".join(f"{','.join(r)}\n" for r in body)
-                files.append((write_csv(folder, f"l{i}.csv", text), {"kind": "labels"}))
-            for model, ids, first in zip(("m", "n"), pred_ids, preds_first):
-                if ids:
-                    text = "request_id,ts,p\n" + "".join(f"{r},2026-01-10T{int(r[1:]):02d}:00:00Z,0.5\n"
-                                                         for r in sorted(ids))
-                    entry = (write_csv(folder, f"p_{model}.csv", text),
-                             {"model": model, "model_version": "v1"})
-                    files.insert(0 if first else len(files), entry)
-            counts = []
-            for path, flags in files:
-                result = ingest_one(db, path, **flags)
-                assert result.status == "ok", result.message
-                counts.append((result.n_accepted, result.n_unmatched_labels,
-                               result.n_label_before_prediction))
-            assert query(db, COPY) == query(db, REFERENCE)
-            return counts, query(db, "SELECT * EXCLUDE (_lb_file_id) FROM predictions ORDER BY ALL")
-        finally:
-            schema.UPDATE_MAX_ROWS = original
-
-    with tempfile.TemporaryDirectory() as tmp:
-        keyed, joined = run(0, Path(tmp)), run(10**9, Path(tmp))
-    assert keyed == joined
