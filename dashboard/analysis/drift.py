@@ -869,11 +869,15 @@ def _numeric_stage1(win: _Windows, col: _Column, fine: str, prefix: str,
             dt = _exact_products(n1, n2)
             rl, cl = r_le.astype(dt), c_le.astype(dt)
             rt, ct = rl - r.astype(dt), cl - c.astype(dt)
-            lp = max(0, (rl[pts] * n2 - cl[pts] * n1).max())
-            lm = max(0, (cl[pts] * n1 - rl[pts] * n2).max())
+            # Only D = max(d_max, -d_min) matters (ks_pvalue): a bin must be read when its
+            # bound in either direction reaches the largest gap of *both* directions at the
+            # bin ends. A positive gap below the negative side's largest cannot be D, so
+            # d_max may stay below its true value then (and vice versa); D and the pair where
+            # it occurs stay exact.
+            top = max(0, (rl[pts] * n2 - cl[pts] * n1).max(), (cl[pts] * n1 - rl[pts] * n2).max())
             up = rl * n2 - ct * n1
             down = cl * n1 - rt * n2
-            need[u] |= pts & ~single & (((up >= lp) & (up > 0)) | ((down >= lm) & (down > 0)))
+            need[u] |= pts & ~single & (((up >= top) & (up > 0)) | ((down >= top) & (down > 0)))
             resolve |= need[u]
     return _Stage1(col, fine, prefix, ref, cur, gaps, edges, resolve, pending,
                    {u: np.flatnonzero(m) for u, m in need.items()})
