@@ -1032,8 +1032,11 @@ def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequence
 
 def _drifts(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequence[str] | None,
             bins: int, splits: Sequence[tuple[str, tuple[str, ...]] | None], *,
-            daily: bool = False, ks: bool = True) -> list[_Drift]:
-    """:func:`_drift` for each of ``splits`` (None: no split), sharing the scans.
+            daily: bool | Sequence[bool] = False,
+            ks: bool | Sequence[bool] = True) -> list[_Drift]:
+    """:func:`_drift` for each of ``splits`` (None: no split), sharing the scans; ``daily``
+    and ``ks`` for all of them or one per split (the whole window with KS beside its days
+    without: :func:`drift_overview`).
 
     Per call: a block sample (fine-bin placement); one fine-histogram scan for every numeric
     column and split (which also counts rows and missing values); one query resolving the fine
@@ -1042,11 +1045,13 @@ def _drifts(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequenc
     """
     flt = resolve_model(con, flt)
     columns = _columns(con, flt, features)
-    wins = [_windows(con, flt, daily, split, tag="d" if len(splits) == 1 else f"w{i}")
-            for i, split in enumerate(splits)]
+    dailies = [daily] * len(splits) if isinstance(daily, bool) else list(daily)
+    kss = [ks] * len(splits) if isinstance(ks, bool) else list(ks)
+    wins = [_windows(con, flt, day, split, tag="d" if len(splits) == 1 else f"w{i}")
+            for i, (split, day) in enumerate(zip(splits, dailies))]
     knots = _knots(con, wins[0], columns)
     n_fine = min(_fine_bins(w) for w in wins)
-    if not ks:
+    if not any(kss):
         n_fine = min(n_fine, _PSI_FINE_BINS)
     counts = [[_Counts() for _ in w.segments] for w in wins]
     hists: list[dict[tuple[str, int], _Hist]] = [{} for _ in wins]
@@ -1070,7 +1075,8 @@ def _drifts(con: duckdb.DuckDBPyConnection, flt: Filter, features: str | Sequenc
             _add_counts(win, counts[w_i], f.col, keys, data["n"].astype(np.int64), b < n_fine,
                         f.first)
             fine = _fine_bin_sql(knots.get(f.col.name), n_fine, params, f.prefix, f.base)
-            st = _numeric_stage1(win, f.col, fine, f.prefix, data, keys, n_fine, bins, ks, f.base)
+            st = _numeric_stage1(win, f.col, fine, f.prefix, data, keys, n_fine, bins, kss[w_i],
+                                 f.base)
             if st.edges:
                 stages.append((w_i, st))
     todo = [(x, w_i, st) for x, (w_i, st) in enumerate(stages) if st.resolve.any()]
@@ -1163,7 +1169,11 @@ def feature_drift(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = DE
     ``PSI = (0.25 - 0.5) ln(0.25 / 0.5) + (0.75 - 0.5) ln(0.75 / 0.5) = 0.274653``.
     """
     _check(bins, eps, watch, act)
-    d = _drift(con, flt, features, bins, ks=ks)
+    return _ranked(_drift(con, flt, features, bins, ks=ks), eps, watch, act)
+
+
+def _ranked(d: _Drift, eps: float, watch: float, act: float) -> pd.DataFrame:
+    """:func:`feature_drift`'s frame of a whole-window ``d``."""
     results = [asdict(_results(d, c, 0, 0, eps, watch, act)) for c in d.columns]
     results.sort(key=lambda r: (r["psi"] is None, -(r["psi"] or 0.0), r["feature"]))
     return _frame(results, DRIFT_COLUMNS)
@@ -1212,7 +1222,13 @@ def distribution(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, *,
     if not isinstance(feature, str):
         raise QueryError(f"feature must be one column name, got {feature!r}")
     d = _drift(con, flt, [feature], bins, ks=False)
-    result = _results(d, d.columns[0], 0, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)
+    return _distribution(d, d.columns[0], eps)
+
+
+def _distribution(d: _Drift, col: _Column, eps: float) -> pd.DataFrame:
+    """:func:`distribution`'s frame of ``col`` in a whole-window ``d``."""
+    feature = col.name
+    result = _results(d, col, 0, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)
     if result.reason is not None:
         frame = pd.DataFrame({c: [] for c in DISTRIBUTION_COLUMNS})
         frame.attrs["reason"] = result.reason
@@ -1382,3 +1398,28 @@ def drift_by_day_splits(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     for c in whole:
         out[c] = DriftByDay(found[-1], values[c], dict.fromkeys(values[c], 0), eps, watch, act)
     return out
+
+
+@dataclass(frozen=True)
+class DriftOverview:
+    """:func:`drift_overview`: what the Debug page's drift tab shows, from one pass."""
+
+    table: pd.DataFrame                     # feature_drift (with KS)
+    daily: pd.DataFrame                     # daily_drift(ks=False)
+    distributions: dict[str, pd.DataFrame]  # distribution, by feature
+
+
+def drift_overview(con: duckdb.DuckDBPyConnection, flt: Filter, *,
+                   features: str | Sequence[str] | None = None, bins: int = DEFAULT_BINS,
+                   eps: float = DEFAULT_EPS, watch: float = DEFAULT_WATCH,
+                   act: float = DEFAULT_ACT) -> DriftOverview:
+    """:func:`feature_drift` (exact KS included), :func:`daily_drift` with ``ks=False`` and
+    :func:`distribution` of every feature, each frame equal to its function's, from one
+    fine-histogram scan and one resolving query: the whole window and its days are two keys
+    of the same rows (a query per function read them three times)."""
+    _check(bins, eps, watch, act)
+    whole, days = _drifts(con, resolve_model(con, flt), features, bins, [None, None],
+                          daily=[False, True], ks=[True, False])
+    return DriftOverview(
+        _ranked(whole, eps, watch, act), DriftByDay(days, (), {}, eps, watch, act).table(),
+        {c.name: _distribution(whole, c, eps) for c in whole.columns})

@@ -150,7 +150,11 @@ def drift_table(con: duckdb.DuckDBPyConnection, flt: Filter) -> pd.DataFrame:
     """:func:`drift.feature_drift` of every feature and the score between ``flt.reference()``
     and ``flt``, most drifted first; features without a value in either window are left out.
     Columns: ``drift.DRIFT_COLUMNS``."""
-    frame = drift.feature_drift(con, flt, features=_drift_features(con))
+    return _seen(drift.feature_drift(con, flt, features=_drift_features(con)))
+
+
+def _seen(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`drift_table`'s rows of a ``feature_drift`` frame."""
     frame = frame[(frame["n_reference"] > 0) | (frame["n_current"] > 0)]
     return _named(frame.reset_index(drop=True))
 
@@ -160,10 +164,33 @@ def daily_drift_table(con: duckdb.DuckDBPyConnection, flt: Filter) -> pd.DataFra
     and status per day: the drift heatmap shows PSI, so the exact KS per day (half of the
     call's cost at 10M rows) is left out (``ks_statistic`` / ``ks_pvalue`` are <NA>);
     :func:`drift_table` has the KS of the whole window."""
-    frame = drift.daily_drift(con, flt, feature=_drift_features(con), ks=False)
+    return _seen_daily(drift.daily_drift(con, flt, feature=_drift_features(con), ks=False))
+
+
+def _seen_daily(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`daily_drift_table`'s rows of a ``daily_drift`` frame."""
     seen = frame.groupby("feature")["n_current"].transform("sum") + frame.groupby(
         "feature")["n_reference"].transform("max")
     return _named(frame[seen > 0].reset_index(drop=True))
+
+
+@dataclass(frozen=True)
+class DriftTab:
+    """The Debug page's drift tab for one window (:func:`drift_tab`)."""
+
+    table: pd.DataFrame  # drift_table
+    daily: pd.DataFrame  # daily_drift_table
+    distributions: dict[str, pd.DataFrame]  # drift.distribution, by drift_table's names
+
+
+def drift_tab(con: duckdb.DuckDBPyConnection, flt: Filter) -> DriftTab:
+    """:func:`drift_table`, :func:`daily_drift_table` and every feature's
+    :func:`drift.distribution` from one :func:`drift.drift_overview` pass (each equal to its
+    function's; three calls read the window three times)."""
+    seen = drift.drift_overview(con, flt, features=_drift_features(con))
+    table = _seen(seen.table)
+    return DriftTab(table, _seen_daily(seen.daily),
+                    {name: seen.distributions[drift_feature(name)] for name in table["feature"]})
 
 
 def drift_feature(name: str) -> str:

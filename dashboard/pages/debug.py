@@ -30,7 +30,7 @@ import streamlit as st
 
 from lossboard.dashboard import charts
 from lossboard.dashboard.analysis import (
-    calibration, drift, loss, samples, saturation, segments, views,
+    calibration, loss, samples, saturation, segments, views,
 )
 from lossboard.dashboard.sidebar import page_param, set_page_param
 from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
@@ -69,7 +69,9 @@ def _drift_tab(view: Any) -> None:
     st.caption(f"Current window {fmt_time(current.start)} – {fmt_time(current.end)} against the "
                f"reference {fmt_time(view.reference_start)} – {fmt_time(view.reference_end)}"
                + (f" (version {view.reference_version})" if view.reference_version else "") + ".")
-    table = query(views.drift_table, flt=current)
+    # The table, the heatmap and every feature's drill-down from one pass over the window.
+    tab = query(views.drift_tab, flt=current)
+    table = tab.table
     if table.empty:
         st.info("No feature is logged for this model, so there is no drift to show.")
         return
@@ -83,7 +85,7 @@ def _drift_tab(view: Any) -> None:
                "exact two-sample KS statistic and p-value for numeric features.")
     features = table["feature"].tolist()
     feature = _url_select("Drill down to feature", "dbg_feature", features, features[0])
-    dist = query(drift.distribution, flt=current, feature=views.drift_feature(feature))
+    dist = tab.distributions[feature]
     if dist.empty:
         st.info(f"No distribution for {feature}: {dist.attrs.get('reason', 'no data').replace('_', ' ')} "
                 "(check the reference window in the sidebar).")
@@ -92,7 +94,7 @@ def _drift_tab(view: Any) -> None:
         row = table[table["feature"] == feature].iloc[0]
         st.caption(f"Share of {feature} per PSI bin in the reference and current windows; "
                    f"PSI {row['psi']:.4f} is the sum of the per-bin terms in the hover.")
-    daily = query(views.daily_drift_table, flt=current)
+    daily = tab.daily
     if not daily.empty:
         st.plotly_chart(charts.drift_heatmap_figure(daily), key="dbg_drift_heatmap")
         st.caption("PSI of each UTC day against the whole reference window; a band that turns "
@@ -109,7 +111,7 @@ def _errors_tab(view: Any, n_labelled: int) -> None:
     if n_labelled == 0:
         _no_labels(view)
         return
-    table = query(views.drift_table, flt=views.drift_window(view))
+    table = query(views.drift_tab, flt=views.drift_window(view)).table
     seg = query(segments.excess_loss_all, flt=view)
     seg_cols = list(dict.fromkeys(seg["column"].tolist()))
     features = [f for f in table["feature"].tolist() if f != views.SCORE_NAME]

@@ -78,3 +78,40 @@ def test_resolve_view_defaults_and_empty_reference(sample_db: Path) -> None:
         assert "score" in set(table["feature"]) and "text_length" not in set(table["feature"])
         with pytest.raises(QueryError):
             views.resolve_view(con, Filter(model="no_such_model"))
+
+
+@pytest.mark.parametrize("days", [5, None])
+def test_drift_tab_equals_the_three_calls(sample_db: Path, days: int | None) -> None:
+    # The Debug drift tab's one pass gives what drift_table, daily_drift_table and
+    # distribution give one by one: the same rows, the KS included, to the last digit.
+    import pandas as pd
+
+    with read_connection(sample_db) as con:
+        view = views.resolve_view(con, Filter(model="fraud"))
+        if days is not None:
+            view = views.resolve_view(con, Filter(model="fraud", start=view.end - timedelta(days=days),
+                                                  end=view.end))
+        current = views.drift_window(view)
+        tab = views.drift_tab(con, current)
+        pd.testing.assert_frame_equal(tab.table, views.drift_table(con, current))
+        pd.testing.assert_frame_equal(tab.daily, views.daily_drift_table(con, current))
+        assert list(tab.distributions) == tab.table["feature"].tolist()
+        assert "score" in tab.distributions and tab.table["ks_statistic"].notna().any()
+        for name, frame in tab.distributions.items():
+            expected = drift.distribution(con, current, views.drift_feature(name))
+            pd.testing.assert_frame_equal(frame, expected)
+            assert frame.attrs == expected.attrs
+
+
+def test_drift_overview_with_categories_and_missing_values() -> None:
+    import pandas as pd
+
+    from .test_drift_by_day import FEATURES, FLT, spread_db
+
+    con = spread_db(8, 1500, 2500, shift=0.6, fine_nan=0.1)
+    seen = drift.drift_overview(con, FLT, features=FEATURES)
+    pd.testing.assert_frame_equal(seen.table, drift.feature_drift(con, FLT, features=FEATURES))
+    pd.testing.assert_frame_equal(seen.daily, drift.daily_drift(con, FLT, feature=FEATURES, ks=False))
+    for feature in FEATURES:
+        pd.testing.assert_frame_equal(seen.distributions[feature],
+                                      drift.distribution(con, FLT, feature))
