@@ -72,6 +72,21 @@ def test_sample_findings_with_start_times_and_debug_links(sample_page, sample_db
     assert nan and nan[0]["to"] == ["2026-10-13T14:00:00Z"]
 
 
+def test_sample_firing_alerts_are_the_alert_rules(sample_page, sample_db: Path) -> None:
+    # The alerts section shows what `lossboard alerts` finds at the window's end.
+    from lossboard.dashboard import monitoring_config
+    from lossboard.dashboard.analysis import alerts
+
+    view = view_of(sample_db, SAMPLE_QUERY)
+    with read_connection(str(sample_db)) as con:
+        firing = alerts.evaluate(con, monitoring_config.load(), model="fraud", as_of=view.end)
+    assert firing
+    markdown = " ".join(texts(sample_page.markdown))
+    assert "Firing alerts" in " ".join(texts(sample_page.subheader))
+    for alert in firing:
+        assert f"**{alert.rule}**" in markdown, alert.rule
+
+
 def test_sample_label_stall_is_not_a_quality_drop(sample_page) -> None:
     warnings = " ".join(texts(sample_page.warning))
     assert "Label delivery stalled since 2026-10-28" in warnings
@@ -148,3 +163,18 @@ def test_look_back_link_when_the_window_starts_after_the_data(
     assert back == [{"model": ["fraud"], "range": ["all"]}]
     at = run_app(db, monkeypatch, {"model": "fraud", "range": "all"})
     assert not [label for label, _ in links(at) if label.startswith("Older incidents")]
+
+
+def test_a_bad_alert_config_is_a_warning_not_a_crash(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from lossboard.dashboard import monitoring_config
+
+    bad = tmp_path / "lossboard.toml"
+    bad.write_text("[alerts.rules.nope]\nthreshold = 'x'\n")
+    monkeypatch.setenv(monitoring_config.CONFIG_ENV, str(bad))
+    db = small_db(tmp_path)
+    at = run_app(db, monkeypatch, {"model": "fraud", "from": "2024-03-01T00:00:00Z",
+                                   "to": "2024-03-03T00:00:00Z"})
+    assert not at.exception
+    assert any("Alerts could not be evaluated" in w for w in texts(at.warning))
+    assert "log loss, last 6 h" in {m.label for m in at.metric}  # the rest of the page is there

@@ -217,16 +217,22 @@ class OnCallData:
     coverage: pd.DataFrame  # labels.coverage by coverage_bucket
     stall: labels.LabelStall  # labels.label_stall
     saturation: saturation.ScoreSaturation  # saturation.score_saturation by hour
+    # alerts.evaluate of the config at the window's end (the firing alerts; the error when
+    # it failed), None when no config was given
+    alerts: list[Any] | LossboardError | None = None
 
 
-def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter) -> OnCallData:
-    """The On-call page's figures for the resolved view ``flt`` (:func:`resolve_view`).
+def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
+                config: Any | None = None) -> OnCallData:
+    """The On-call page's figures for the resolved view ``flt`` (:func:`resolve_view`);
+    with a ``config`` (``monitoring_config.load()``), also the alerts firing at its end.
 
     Each figure is the named analysis function's, with its defaults; they are computed here
     together so that one :func:`cube.build` over the window and its reference serves the
     rolling loss, the report's loss, segment, saturation and label sections, the segment
     ranking and the stall, and so that DuckDB reads the window once, on one connection (a
     page's first, cold read is most of its time: docs/benchmarks.md, "Dashboard pages").
+    The alerts come last, on the same connection, so they find the window's blocks read.
     """
     flt = report.resolve_windows(con, flt)
     if flt.start is None:
@@ -257,7 +263,12 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter) -> OnCallData:
     finally:
         if sums is not None:
             sums.drop(con)
-    return OnCallData(rolled, rep, excess, pair, result, lag, bucket, cov, stall, sat)
+    firing = None
+    if config is not None:
+        from lossboard.dashboard.analysis import alerts
+
+        firing = _attempt(alerts.evaluate, con, config, model=flt.model, as_of=flt.end)
+    return OnCallData(rolled, rep, excess, pair, result, lag, bucket, cov, stall, sat, firing)
 
 
 def _window_lag(rep: Any) -> labels.LabelLag | None:

@@ -10,13 +10,12 @@ and lag (so that a label stall is not read as a quality drop).
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from lossboard.dashboard import charts
+from lossboard.dashboard import charts, monitoring_config
 from lossboard.dashboard.analysis import views
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
@@ -61,23 +60,15 @@ def _debug_params(view: Any, finding: dict[str, Any], baseline: str | None) -> d
     return params
 
 
-def _alerts_section(view: Any, canary_pair: tuple[str, str] | None) -> None:
-    """The firing alerts of ``lossboard alerts`` (issue 6) at the end of the window, each with
-    a link to Debug on the alert's view; a note when the alerts module is not usable."""
+def _alerts_section(view: Any, canary_pair: tuple[str, str] | None,
+                    firing: list[Any] | LossboardError) -> None:
+    """The firing alerts of ``lossboard alerts`` at the end of the window (``firing``, from
+    ``views.oncall_data``, or the error that stopped them), each with a link to Debug on the
+    alert's view."""
     st.subheader("Firing alerts")
-    if importlib.util.find_spec("lossboard.dashboard.analysis.alerts") is None:
-        st.caption("Alert rules are not available in this build; the findings below cover "
-                   "the same incidents.")
-        return
-    try:
-        from lossboard.dashboard import monitoring_config
-        from lossboard.dashboard.analysis import alerts
-
-        firing = query(alerts.evaluate, config=monitoring_config.load(), model=view.model,
-                       as_of=view.end)
-    except (LossboardError, ImportError, SyntaxError, AttributeError, TypeError) as exc:
-        st.warning(f"Alerts could not be evaluated ({type(exc).__name__}: {exc}); the findings "
-                   "below still say what broke.")
+    if isinstance(firing, LossboardError):
+        st.warning(f"Alerts could not be evaluated ({type(firing).__name__}: {firing}); the "
+                   "findings below still say what broke.")
         return
     if not firing:
         st.success(f"No alert firing at {fmt_time(view.end)} (rules of lossboard.toml, or the "
@@ -249,10 +240,16 @@ def main() -> None:
     if view is None:
         return
     data: views.OnCallData | None = None
+    config, problem = None, None
+    try:
+        config = monitoring_config.load()  # lossboard.toml's rules, or the defaults
+    except LossboardError as exc:
+        problem = exc
     with section("The On-call figures"):
-        # One cached call computes every figure of the page (views.oncall_data): one scan of
-        # the window serves them all, where a call per chart read it a dozen times.
-        data = query(views.oncall_data, flt=view)
+        # One cached call computes every figure of the page (views.oncall_data), the alerts
+        # included: one scan of the window serves them all, where a call per chart read it a
+        # dozen times.
+        data = query(views.oncall_data, flt=view, config=config)
     if data is None:
         return
     if data.rolled["1h"].empty:
@@ -265,7 +262,8 @@ def main() -> None:
     findings = rep.get("findings", [])
     can = rep.get("canary") or {}
     with section("The alerts"):
-        _alerts_section(view, (can["baseline"], can["candidate"]) if can else None)
+        _alerts_section(view, (can["baseline"], can["candidate"]) if can else None,
+                        problem or data.alerts)
     if rep:
         _findings_section(view, findings, can.get("baseline"))
     with section("The current figures"):

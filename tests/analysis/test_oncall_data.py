@@ -65,6 +65,7 @@ def test_oncall_data_equals_the_separate_calls(sample_db: Path, days: int | None
         _same(data.coverage, labels.coverage(con, view, bucket=data.coverage_bucket))
         _same(data.stall, labels.label_stall(con, view))
         _same(data.saturation, saturation.score_saturation(con, view, bucket="hour"))
+        assert data.alerts is None  # no config, no alerts
         # The sample's incidents are found in the whole history.
         if days is None:
             whats = {f["what"] for f in data.report["findings"]}
@@ -75,10 +76,15 @@ def test_a_failing_figure_is_held_not_raised(sample_db: Path, monkeypatch: pytes
     def broken(*args: object, **kwargs: object) -> None:
         raise QueryError("broken on purpose")
 
+    from lossboard.dashboard import monitoring_config
+    from lossboard.dashboard.analysis import alerts
+
     monkeypatch.setattr(segments, "excess_loss_all", broken)
+    monkeypatch.setattr(alerts, "evaluate", broken)
     with read_connection(sample_db) as con:
-        data = views.oncall_data(con, views.resolve_view(con, Filter(model="fraud")))
-    assert isinstance(data.excess, QueryError)
+        data = views.oncall_data(con, views.resolve_view(con, Filter(model="fraud")),
+                                 config=monitoring_config.load())
+    assert isinstance(data.excess, QueryError) and isinstance(data.alerts, QueryError)
     with pytest.raises(QueryError, match="broken on purpose"):
         views.figure(data.excess)
     assert views.figure(data.stall) is data.stall
@@ -117,3 +123,15 @@ def test_label_lag_is_the_windows_or_all_time_without_labels(tmp_path: Path) -> 
         assert window.n > 0 and labels.label_lag(con, bare).n == 0
         _same(views.oncall_data(con, labelled).lag, window)
         _same(views.oncall_data(con, bare).lag, views.label_lag_anywhere(con, bare))
+
+
+def test_oncall_data_alerts_equal_evaluate(sample_db: Path) -> None:
+    from lossboard.dashboard import monitoring_config
+    from lossboard.dashboard.analysis import alerts
+
+    config = monitoring_config.load()
+    with read_connection(sample_db) as con:
+        view = views.resolve_view(con, Filter(model="fraud"))
+        data = views.oncall_data(con, view, config=config)
+        expected = alerts.evaluate(con, config, model="fraud", as_of=view.end)
+    assert expected and data.alerts == expected
