@@ -132,7 +132,7 @@ def test_errors_and_empty_windows() -> None:
     assert result.status == "no_data" and result.reason == "empty_current_window"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_ref=st.integers(1, 300), n_cur=st.integers(1, 300),
        shift=st.sampled_from([0.0, 0.5, 3.0]), nan=st.sampled_from([0.0, 0.3, 1.0]))
 def test_since_property(seed: int, n_ref: int, n_cur: int, shift: float, nan: float) -> None:
