@@ -35,9 +35,10 @@ import duckdb
 import pandas as pd
 
 from lossboard.dashboard.analysis import (
-    base, canary, cube, drift, labels, loss, report, saturation, segments,
+    alerts, base, canary, cube, drift, labels, loss, report, saturation, segments,
 )
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.monitoring_config import MonitoringConfig
 from lossboard.errors import LossboardError, QueryError
 
 #: A finding that lasts less than this is widened to it in its drill-down link, so the Debug
@@ -219,11 +220,11 @@ class OnCallData:
     saturation: saturation.ScoreSaturation  # saturation.score_saturation by hour
     # alerts.evaluate of the config at the window's end (the firing alerts; the error when
     # it failed), None when no config was given
-    alerts: list[Any] | LossboardError | None = None
+    alerts: list[alerts.Alert] | LossboardError | None = None
 
 
 def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
-                config: Any | None = None) -> OnCallData:
+                config: MonitoringConfig | None = None) -> OnCallData:
     """The On-call page's figures for the resolved view ``flt`` (:func:`resolve_view`);
     with a ``config`` (``monitoring_config.load()``), also the alerts firing at its end.
 
@@ -265,8 +266,6 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
             sums.drop(con)
     firing = None
     if config is not None:
-        from lossboard.dashboard.analysis import alerts
-
         firing = _attempt(alerts.evaluate, con, config, model=flt.model, as_of=flt.end)
     return OnCallData(rolled, rep, excess, pair, result, lag, bucket, cov, stall, sat, firing)
 
