@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from lossboard.dashboard.analysis import drift
+from lossboard.dashboard.analysis import drift, drift_engine
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
 from lossboard.errors import QueryError
@@ -142,7 +142,7 @@ def test_ks_matches_scipy_on_random_samples(ref: list[float], cur: list[float]) 
     # With the default 65,536 fine bins small samples are resolved by the histogram alone;
     # 3 and 8 fine bins force the value-by-value second stage (and quantile edges in it).
     for fine_bins in (drift.FINE_BINS, 3, 8):
-        with patch.object(drift, "FINE_BINS", fine_bins):
+        with patch.object(drift_engine, "FINE_BINS", fine_bins):
             row = one(con)
         assert_ks_matches(row, np.array(ref), np.array(cur))
         assert abs(row["psi"] - psi) <= 1e-12
@@ -213,7 +213,7 @@ def test_psi_and_bins_match_the_numpy_reference(ref: list, cur: list, bins: int,
     con = drift_db({"x": ref}, {"x": cur})
     r, c = usable(ref), usable(cur)
     for fine_bins in (drift.FINE_BINS, 4):  # 4: the quantile edges come from the second stage
-        with patch.object(drift, "FINE_BINS", fine_bins):
+        with patch.object(drift_engine, "FINE_BINS", fine_bins):
             row = one(con, bins=bins, eps=eps)
             dist = drift.distribution(con, FLT, "x", bins=bins, eps=eps)
         if len(r) == 0 or len(c) == 0:
@@ -418,7 +418,7 @@ def test_daily_drift_matches_per_day_references() -> None:
                          for d, x in zip(days, cur)])
     con = drift_db({"x": ref.tolist()}, {"x": np.concatenate(cur).tolist(), "ts": list(ts)})
     for fine_bins in (drift.FINE_BINS, 5):
-        with patch.object(drift, "FINE_BINS", fine_bins):
+        with patch.object(drift_engine, "FINE_BINS", fine_bins):
             frame = drift.daily_drift(con, FLT, feature="x")
         assert frame["day"].tolist() == days
         assert frame["n_current"].tolist() == [300, 250, 90]
@@ -450,7 +450,7 @@ def test_daily_drift_over_many_days_overlapping_and_open_windows() -> None:
     ]
     for flt, reference in cases:
         for fine_bins in (drift.FINE_BINS, 5):
-            with patch.object(drift, "FINE_BINS", fine_bins):
+            with patch.object(drift_engine, "FINE_BINS", fine_bins):
                 frame = drift.daily_drift(con, flt, feature="x")
             assert frame["day"].tolist() == days
             for (_, row), x in zip(frame.iterrows(), cur):
@@ -570,9 +570,9 @@ def test_integer_features_with_one_value_per_fine_bin(ref: list, cur: list, bins
     # second pass there; values the (tiny: 3 rows) sample missed fall in the end bins, which
     # are read value by value. PSI, counts and KS stay the documented ones.
     con = drift_db({"n": ref}, {"n": cur}, types={"n": "BIGINT"})
-    with patch.object(drift, "_RESERVOIR_ROWS", sample), \
-            patch.object(drift, "_MIN_SAMPLE_ROWS", 1), \
-            patch.object(drift, "FINE_BINS", fine_bins):
+    with patch.object(drift_engine, "_RESERVOIR_ROWS", sample), \
+            patch.object(drift_engine, "_MIN_SAMPLE_ROWS", 1), \
+            patch.object(drift_engine, "FINE_BINS", fine_bins):
         row = one(con, "n", bins=bins)
         dist = drift.distribution(con, FLT, "n", bins=bins)
         daily = drift.daily_drift(con, FLT, feature="n", bins=bins)
@@ -596,14 +596,15 @@ def test_integer_fine_bins_skip_the_second_pass() -> None:
     con = drift_db({"n": rng.poisson(8, 20_000).tolist()},
                    {"n": rng.poisson(9, 20_000).tolist()}, types={"n": "BIGINT"})
     seen = []
-    real = drift._run_numpy
+    real = drift_engine._run_numpy
 
     def spy(con_, sql, params, what):
         seen.append(what)
         return real(con_, sql, params, what)
 
-    with patch.object(drift, "_run_numpy", spy):
+    with patch.object(drift_engine, "_run_numpy", spy):
         row = one(con, "n")
+    assert any(w.startswith("fine histograms") for w in seen), seen  # the spy saw the passes
     assert not any(w.startswith("resolving") for w in seen), seen
     ref = np.array(con.execute("SELECT n FROM predictions WHERE ts < '2026-02-01'").fetchnumpy()["n"], dtype=float)
     cur = np.array(con.execute("SELECT n FROM predictions WHERE ts >= '2026-02-01'").fetchnumpy()["n"], dtype=float)

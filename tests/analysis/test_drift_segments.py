@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossboard.dashboard.analysis import drift
+from lossboard.dashboard.analysis import drift, drift_engine
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
 from lossboard.errors import QueryError
@@ -81,7 +81,7 @@ def test_segment_psi_equals_feature_drift_per_value(feature: str) -> None:
 def test_segment_psi_with_tiny_fine_histograms(fine_bins: int) -> None:
     # Few fine bins put every quantile edge in a bin resolved value by value.
     con = segmented_db(2)
-    with patch.object(drift, "FINE_BINS", fine_bins):
+    with patch.object(drift_engine, "FINE_BINS", fine_bins):
         for feature in ("x", drift.SCORE):
             assert_equals_loop(con, FLT, feature, "seg")
 
@@ -159,7 +159,7 @@ def test_segment_psi_matches_the_numpy_reference() -> None:
     con = drift_db({"x": x_ref.tolist(), "seg": seg_ref.tolist()},
                    {"x": x_cur.tolist(), "seg": seg_cur.tolist()}, types={"seg": "VARCHAR"})
     for fine_bins in (drift.FINE_BINS, 4):
-        with patch.object(drift, "FINE_BINS", fine_bins):
+        with patch.object(drift_engine, "FINE_BINS", fine_bins):
             frame = drift.segment_psi(con, FLT, "x", "seg", bins=7).set_index("value")
         for value in ("a", "b"):
             expected = numpy_psi(x_ref[seg_ref == value], x_cur[seg_cur == value], bins=7)[0]
