@@ -412,11 +412,11 @@ def _drift(ctx: _Ctx, rule: Rule) -> list[Alert]:
     if ref_start >= ctx.at:
         return []
     alerts = []
+    # Only PSI is read: no exact KS; the features and the score in one pass.
+    features = list(rule.features) or [n for n, _ in base.columns_with_role(ctx.con, "feature")]
     for segment in _segment_values(ctx, start):
         flt = Filter(model=ctx.model, start=start, end=ctx.at, segments=segment,
                      reference_start=ref_start, reference_end=min(ref_end, ctx.at))
-        # Only PSI is read: no exact KS; the features and the score in one pass.
-        features = list(rule.features) or [n for n, _ in base.columns_with_role(ctx.con, "feature")]
         results = drift.feature_drift(ctx.con, flt, features=[*features, drift.SCORE],
                                       ks=False).to_dict(orient="records")
         hits = [r for r in results

@@ -429,7 +429,7 @@ def drift_by_day(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     """
     if split is None:
         _check(bins, eps, watch, act)
-        d = _drift(con, resolve_model(con, flt), features, bins, daily=True, ks=False)
+        d = _drift(con, flt, features, bins, daily=True, ks=False)
         return DriftByDay(d, (), {}, eps, watch, act)
     return drift_by_day_splits(con, flt, features=features, splits=[split], bins=bins, eps=eps,
                                watch=watch, act=act)[split]
@@ -480,7 +480,7 @@ def drift_overview(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     fine-histogram scan and one resolving query: the whole window and its days are two keys
     of the same rows (a query per function read them three times)."""
     _check(bins, eps, watch, act)
-    whole, days = _drifts(con, resolve_model(con, flt), features, bins, [None, None],
+    whole, days = _drifts(con, flt, features, bins, [None, None],
                           daily=[False, True], ks=[True, False])
     return DriftOverview(
         _ranked(whole, eps, watch, act), DriftByDay(days, (), {}, eps, watch, act).table(),

@@ -214,7 +214,7 @@ def _canary(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
 
 
 def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int) -> list[dict[str, Any]]:
-    current = _after_reference(flt)
+    current = drift_window(flt)
     # The features and the score in one call (one block sample, one resolving pass); the
     # score's row stays last, as the report has always listed it.
     features = [name for name, _ in base.columns_with_role(con, "feature")]
@@ -354,7 +354,7 @@ def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: in
 
     One :func:`drift.drift_by_day` pass gives every day's PSI and, summed from its counts,
     each run's PSI; one more per segment column (split by its values) gives "where"."""
-    current = _after_reference(flt)
+    current = drift_window(flt)
     names = [name for name, _ in base.columns_with_role(con, "feature")] + [drift.SCORE]
     days = drift.drift_by_day(con, current, features=names)
     daily = days.table()
@@ -383,8 +383,10 @@ def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: in
     return out
 
 
-def _after_reference(flt: Filter) -> Filter:
-    """The selected window minus a reference window at its start (drift compares the two)."""
+def drift_window(flt: Filter) -> Filter:
+    """The current window drift compares with the reference: ``flt`` starting at the end of
+    its reference window when that lies inside ``(start, end)``, else ``flt`` unchanged (the
+    selected window minus a reference window at its start)."""
     if flt.reference_end and flt.start and flt.end and flt.start < flt.reference_end < flt.end:
         return replace(flt, start=flt.reference_end)
     return flt

@@ -86,11 +86,9 @@ def reference_rows(con: duckdb.DuckDBPyConnection, flt: Filter) -> int:
 
 
 def drift_window(flt: Filter) -> Filter:
-    """The current window drift compares with the reference: ``flt`` starting at the end of
-    its reference window when that lies inside ``(start, end)``, else ``flt`` unchanged."""
-    if flt.reference_end and flt.start and flt.end and flt.start < flt.reference_end < flt.end:
-        return replace(flt, start=flt.reference_end)
-    return flt
+    """The current window drift compares with the reference (:func:`report.drift_window`,
+    the same window ``lossboard report`` uses)."""
+    return report.drift_window(flt)
 
 
 def _parse(value: str | None) -> datetime | None:

@@ -135,7 +135,7 @@ def test_drift_findings_values_are_feature_drift_of_their_windows(sample_db: Pat
     assert hits
     with read_connection(sample_db) as con:
         flt = report.resolve_windows(con, Filter(model="fraud"))
-        current = report._after_reference(flt)
+        current = report.drift_window(flt)
         for f in hits:
             since = datetime.fromisoformat(f["since"].replace("Z", "+00:00"))
             window = replace(current, start=max(since, current.start))
