@@ -93,8 +93,9 @@ def resolve_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
 
 def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                  min_samples: int = base.DEFAULT_MIN_SAMPLES, include_drift: bool = True,
-                 auc: bool = True, drift_section: bool = True,
-                 cube_sums: cube.Cube | None = None) -> dict[str, Any]:
+                 auc: bool = True, drift_section: bool = True, ece: bool = True,
+                 cube_sums: cube.Cube | None = None,
+                 label_lag: labels.LabelLag | None = None) -> dict[str, Any]:
     """Every section of docs/report-json.md for ``flt`` (see there for the fields).
 
     ``cube_sums``: a :func:`cube.build` of ``flt`` and its reference window that the caller
@@ -105,24 +106,24 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
     rows); a page that does not show it (On-call) should not pay for it.
     ``drift_section=False`` leaves ``drift`` null but keeps the drift findings, which read
     daily PSI, not that section: the section's exact KS per feature is a third of the
-    report's drift cost, for a table On-call does not show.
+    report's drift cost, for a table On-call does not show. ``include_drift=False`` leaves out
+    the drift findings too (:func:`drift_findings` gives them on their own).
+    ``ece=False`` leaves ``overall.ece`` / ``mce`` null (calibration's own scan).
+    ``label_lag``: :func:`labels.label_lag` of ``flt``, when the caller has it already
+    (views.oncall_data takes it from ``labels.coverage_and_lag``); the report's equals it.
     """
     flt = resolve_windows(con, flt)
+    opts = dict(bins=bins, min_samples=min_samples, include_drift=include_drift, auc=auc,
+                drift_section=drift_section, ece=ece, label_lag=label_lag)
     if flt.start is None:  # no prediction of the model: nothing to sum
-        return _report(con, flt, None, bins=bins, min_samples=min_samples,
-                       include_drift=include_drift, auc=auc,
-                       drift_section=drift_section)
+        return _report(con, flt, None, **opts)
     # One scan sums the window and the reference window for every loss and segment figure
     # below (cube.py); the figures equal the row scans' (tests/analysis/test_cube.py).
     if cube_sums is not None and cube_sums.covers(flt) and cube_sums.covers(flt.reference()):
-        return _report(con, flt, cube_sums, bins=bins, min_samples=min_samples,
-                       include_drift=include_drift, auc=auc,
-                       drift_section=drift_section)
+        return _report(con, flt, cube_sums, **opts)
     cub = cube.build(con, flt, segments.segment_columns(con), cube_windows(con, flt))
     try:
-        return _report(con, flt, cub, bins=bins, min_samples=min_samples,
-                       include_drift=include_drift, auc=auc,
-                       drift_section=drift_section)
+        return _report(con, flt, cub, **opts)
     finally:
         cub.drop(con)
 
@@ -135,11 +136,12 @@ def cube_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Filter]:
 
 
 def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, *, bins: int,
-            min_samples: int, include_drift: bool, auc: bool,
-            drift_section: bool = True) -> dict[str, Any]:
+            min_samples: int, include_drift: bool, auc: bool, drift_section: bool,
+            ece: bool, label_lag: labels.LabelLag | None) -> dict[str, Any]:
     info = base.model_info(con, flt.model)
     summary = loss.overall(con, flt, min_samples=min_samples, auc=auc, cube=cub)
-    cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
+    cal = (calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
+           if ece else None)
     sat = saturation.score_saturation(con, flt, bucket="day", min_samples=min_samples, cube=cub)
     acts = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples)
     days = loss.by_bucket(con, flt, bucket="day", min_samples=min_samples, auc=False, cube=cub)
@@ -161,7 +163,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
             "log_loss_ci": [summary.log_loss_ci_low, summary.log_loss_ci_high],
             "low_confidence": summary.low_confidence, "brier": summary.brier,
             "roc_auc": summary.roc_auc, "pr_auc": summary.pr_auc, "accuracy": summary.accuracy,
-            "ece": cal.ece, "mce": cal.mce, "perplexity": summary.perplexity,
+            "ece": cal and cal.ece, "mce": cal and cal.mce, "perplexity": summary.perplexity,
             "entropy": summary.entropy, "calibration_in_the_large": summary.calibration_in_the_large,
         },
         "by_day": [
@@ -176,7 +178,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
         "canary": _canary(con, flt, min_samples, cub),
         "drift": _drift(con, flt, bins) if include_drift and drift_section else None,
         "saturation": _saturation(sat, acts),
-        "labels": _labels(con, flt, min_samples, cub),
+        "labels": _labels(con, flt, min_samples, cub, label_lag),
     }
     report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift,
                                                       cube=cub, activations=acts)]
@@ -246,8 +248,9 @@ def _saturation(sat: saturation.ScoreSaturation,
 
 
 def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
-            cub: cube.Cube | None) -> dict[str, Any]:
-    lag = labels.label_lag(con, flt)
+            cub: cube.Cube | None, lag: labels.LabelLag | None) -> dict[str, Any]:
+    if lag is None:
+        lag = labels.label_lag(con, flt)
     # Coverage's and the stall's maturity rule use label_lag's p90 over the same rows when
     # given none; passing it spares them a quantile per bucket (not shown here) and lets
     # them count from the cube.
@@ -345,6 +348,18 @@ def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter,
         if best is None or abs(top["contribution"]) > best[0]:
             best = (abs(top["contribution"]), column, top["value"])
     return {} if best is None else {"segment": {best[1]: best[2]}}
+
+
+def drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, *,
+                   min_samples: int = base.DEFAULT_MIN_SAMPLES) -> list[dict[str, Any]]:
+    """The ``feature_drift`` findings of :func:`build_report` for ``flt``, on their own and in
+    its order (as dicts, like the report's ``findings``): the On-call page asks for them after
+    its other figures (views.oncall_drift_findings), since they cost as much again at 10M rows.
+    """
+    flt = resolve_windows(con, flt)
+    if flt.start is None:
+        return []
+    return _deep_clean([asdict(f) for f in _drift_findings(con, flt, min_samples, None)])
 
 
 def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,

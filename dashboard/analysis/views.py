@@ -19,7 +19,8 @@ window a view is about, and which Filter a drill-down link should carry:
   can say "no labels yet for this window: label lag p90 is 36 h" even when the window holds
   no label at all;
 * :func:`oncall_data`: every figure of the On-call page from one connection and one
-  :mod:`cube` scan (the page's data work in one cached call).
+  :mod:`cube` scan (the page's data work in one cached call), and
+  :func:`oncall_drift_findings`: its drift findings, asked for once the rest has rendered.
 
 Times are UTC; windows are half-open ``[start, end)`` (docs/metrics.md).
 """
@@ -205,12 +206,14 @@ class OnCallData:
     page ends only that section with the message (:func:`figure` raises it there)."""
 
     rolled: dict[str, pd.DataFrame]  # loss.rolling, windows "1h" and "6h", hourly steps
-    report: dict[str, Any]  # report.build_report(auc=False): findings, canary, ...
+    # report.build_report(auc=False, ece=False, include_drift=False): findings but drift's
+    # (oncall_drift_findings), canary, labels, ...
+    report: dict[str, Any]
     excess: pd.DataFrame  # segments.excess_loss_all
     canary_pair: tuple[str, str] | None  # canary.detect_pair
     canary: canary.CanaryResult | None  # canary.compare_versions of the pair
-    # The window's label lag (the report's), or label_lag_anywhere when the window holds no
-    # label (the empty states quote it: "no labels yet for this window: lag p90 is 36 h").
+    # The window's label lag (labels.label_lag, from coverage's scan), or label_lag_anywhere
+    # when the window holds no label (the empty states quote it: "no labels yet for this window: lag p90 is 36 h").
     lag: labels.LabelLag
     coverage_bucket: str  # "hour" for a view of at most 3 days, else "day"
     coverage: pd.DataFrame  # labels.coverage by coverage_bucket
@@ -231,6 +234,10 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
     rolling loss, the report's loss, segment, saturation and label sections, the segment
     ranking and the stall, and so that DuckDB reads the window once, on one connection (a
     page's first, cold read is most of its time: docs/benchmarks.md, "Dashboard pages").
+    The report is built without what the page does not show: the AUC, ECE and the drift
+    section, and without the drift findings, which cost as much again as all the rest at 10M
+    rows and come from :func:`oncall_drift_findings` once the page has rendered. Coverage and
+    the window's label lag come from one scan (``labels.coverage_and_lag``).
     The alerts come last, on the same connection, so they find the window's blocks read.
     """
     flt = report.resolve_windows(con, flt)
@@ -240,19 +247,19 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
         sums = cube.build(con, flt, segments.segment_columns(con), report.cube_windows(con, flt))
     try:
         rolled = {w: loss.rolling(con, flt, window=w, cube=sums) for w in ("1h", "6h")}
+        span_days = (flt.end - flt.start).total_seconds() / 86400 if flt.start else 0
+        bucket = "hour" if span_days <= 3 else "day"
+        both = _attempt(labels.coverage_and_lag, con, flt, bucket=bucket)
+        cov, lag = (both, None) if isinstance(both, LossboardError) else both
         rep = _attempt(report.build_report, con, flt, auc=False, drift_section=False,
-                       cube_sums=sums)
+                       include_drift=False, ece=False, cube_sums=sums, label_lag=lag)
         excess = _attempt(segments.excess_loss_all, con, flt, cube=sums)
         pair = _attempt(canary.detect_pair, con, flt)
         result = pair if pair is None or isinstance(pair, LossboardError) else _attempt(
             canary.compare_versions, con, flt, baseline=pair[0], candidate=pair[1], cube=sums)
-        lag = _window_lag(rep)
         if lag is None or lag.n == 0:
             # No label in the window: the empty states quote the model's lag over all time.
             lag = label_lag_anywhere(con, flt)
-        span_days = (flt.end - flt.start).total_seconds() / 86400 if flt.start else 0
-        bucket = "hour" if span_days <= 3 else "day"
-        cov = _attempt(labels.coverage, con, flt, bucket=bucket)
         window_lag = None if isinstance(cov, LossboardError) or cov.empty else cov["maturity_lag_hours"].iloc[0]
         window_lag = None if window_lag is None or window_lag is pd.NA else float(window_lag)
         # The stall's maturity lag is the window's lag p90, which the coverage just measured
@@ -268,15 +275,11 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
     return OnCallData(rolled, rep, excess, pair, result, lag, bucket, cov, stall, sat, firing)
 
 
-def _window_lag(rep: Any) -> labels.LabelLag | None:
-    """The report's ``labels.lag_hours`` as a LabelLag (None when the report failed)."""
-    if isinstance(rep, LossboardError):
-        return None
-    lag = rep["labels"]["lag_hours"]
-    return labels.LabelLag(p50_hours=lag["p50"], p90_hours=lag["p90"], p99_hours=lag["p99"],
-                           n=lag["n"], n_ingest_time=lag["n_ingest_time"],
-                           n_before_prediction=lag["n_before_prediction"],
-                           frac_before_prediction=lag["frac_before_prediction"])
+def oncall_drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[dict[str, Any]]:
+    """The ``feature_drift`` findings of the resolved view ``flt`` (``report.drift_findings``,
+    the report's own): the On-call page asks for them after its other figures, so a drift
+    search (2 s at 10M rows) does not hold up "is it broken now"."""
+    return report.drift_findings(con, flt)
 
 
 def _attempt(fn: Any, *args: Any, **kwargs: Any) -> Any:

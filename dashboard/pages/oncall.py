@@ -2,7 +2,8 @@
 
 Layout only: every number comes from an analysis function through ``state.query`` and every
 chart from ``charts.py``. Top to bottom: firing alerts / findings (each with a link to the Debug
-page pre-filtered on its segment, version and time), the newest rolling 1 h / 6 h log loss and
+page pre-filtered on its segment, version and time; the feature drift findings are filled
+in last, once the rest has rendered), the newest rolling 1 h / 6 h log loss and
 score counters, the rolling loss chart with the findings' start times marked, NaN / inf and
 extreme-score counters, segments ranked by excess loss, canary vs baseline, and label coverage
 and lag (so that a label stall is not read as a quality drop).
@@ -94,7 +95,10 @@ def _alerts_section(view: Any, canary_pair: tuple[str, str] | None,
                              query_params=link.to_query())
 
 
-def _findings_section(view: Any, findings: list[dict[str, Any]], baseline: str | None) -> None:
+def _findings_section(view: Any, findings: list[dict[str, Any]],
+                      baseline: str | None) -> Any:
+    """The findings but feature drift's; returns the container the drift findings go in
+    (:func:`_drift_findings`, filled once the rest of the page has rendered)."""
     st.subheader("Findings: what broke, where, since when")
     st.caption(f"From `lossboard report` over {fmt_time(view.start)} – {fmt_time(view.end)} "
                f"against the reference window {fmt_time(view.reference_start)} – "
@@ -105,20 +109,38 @@ def _findings_section(view: Any, findings: list[dict[str, Any]], baseline: str |
             "model": view.model, "range": "all"},
             label=f"Older incidents are outside this window: look back to {fmt_time(whole.start)}")
     if not findings:
-        st.success("No finding in this window: loss, canary, drift, scores, activations and "
-                   "label delivery all look like the reference window.")
-        return
+        st.success("No loss, canary, score, activation or label-delivery finding in this "
+                   "window: they all look like the reference window.")
     for f in sorted(findings, key=lambda f: f.get("since") or ""):
-        with st.container(border=True):
-            left, right = st.columns([4, 1])
-            left.markdown(f"**{TITLES.get(f['what'], f['what'])}** · {_where_text(f['where'])} · "
-                          f"since **{fmt_time(f['since'])}**"
-                          + (f" until {fmt_time(f['until'])}" if f.get("until") else " (ongoing)"))
-            left.caption(f["detail"])
-            with right:
-                st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
-                             query_params=_debug_params(view, f, baseline if f["what"] == "canary_fail"
-                                                        else None))
+        _finding_card(view, f, baseline if f["what"] == "canary_fail" else None)
+    return st.container()
+
+
+def _finding_card(view: Any, f: dict[str, Any], baseline: str | None) -> None:
+    with st.container(border=True):
+        left, right = st.columns([4, 1])
+        left.markdown(f"**{TITLES.get(f['what'], f['what'])}** · {_where_text(f['where'])} · "
+                      f"since **{fmt_time(f['since'])}**"
+                      + (f" until {fmt_time(f['until'])}" if f.get("until") else " (ongoing)"))
+        left.caption(f["detail"])
+        with right:
+            st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
+                         query_params=_debug_params(view, f, baseline))
+
+
+def _drift_findings(view: Any, box: Any) -> None:
+    """The feature drift findings, into ``box`` (the end of the findings section): asked for
+    last, so the figures of "is it broken now" do not wait for a drift search over every
+    feature and day (views.oncall_drift_findings)."""
+    with box:
+        with section("The feature drift findings"):
+            with st.spinner("Looking for feature drift (daily PSI of every feature)…"):
+                drifted = query(views.oncall_drift_findings, flt=view)
+            if not drifted:
+                st.success("No feature drift finding: no feature's daily PSI against the "
+                           "reference window stayed at 0.1 or above.")
+            for f in drifted:
+                _finding_card(view, f, None)
 
 
 def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) -> None:
@@ -248,7 +270,8 @@ def main() -> None:
     with section("The On-call figures"):
         # One cached call computes every figure of the page (views.oncall_data), the alerts
         # included: one scan of the window serves them all, where a call per chart read it a
-        # dozen times.
+        # dozen times. The drift findings alone come last (_drift_findings): at 10M rows they
+        # cost as much as everything else, and "is it broken now" should not wait for them.
         data = query(views.oncall_data, flt=view, config=config)
     if data is None:
         return
@@ -264,8 +287,7 @@ def main() -> None:
     with section("The alerts"):
         _alerts_section(view, (can["baseline"], can["candidate"]) if can else None,
                         problem or data.alerts)
-    if rep:
-        _findings_section(view, findings, can.get("baseline"))
+    drift_box = _findings_section(view, findings, can.get("baseline")) if rep else None
     with section("The current figures"):
         _now_section(data, findings)
     with section("The segment ranking"):
@@ -274,6 +296,8 @@ def main() -> None:
         _canary_section(view, views.figure(data.canary))
     with section("Label coverage"):
         _labels_section(data, findings)
+    if drift_box is not None:
+        _drift_findings(view, drift_box)
 
 
 main()

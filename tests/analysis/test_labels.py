@@ -19,6 +19,7 @@ from lossboard.dashboard.analysis.labels import (
     COVERAGE_COLUMNS,
     LabelLag,
     coverage,
+    coverage_and_lag,
     label_lag,
     label_stall,
 )
@@ -116,6 +117,10 @@ def test_coverage_and_lag_match_numpy(make_db: Callable[..., Path],
     with read_connection(db) as con:
         got = coverage(con, Filter(), bucket=bucket, min_samples=5)
         lag = label_lag(con, Filter())
+        # One scan for both (the On-call page's) gives exactly the two calls' answers.
+        both_cov, both_lag = coverage_and_lag(con, Filter(), bucket=bucket, min_samples=5)
+    pd.testing.assert_frame_equal(both_cov, got)
+    assert both_lag == lag
     for key in ("p50_hours", "p90_hours", "p99_hours"):
         close(getattr(lag, key), want_lag[key], key)
     assert (lag.n, lag.n_ingest_time, lag.n_before_prediction) == (
@@ -196,6 +201,19 @@ def test_labels_before_prediction_and_ingest_time_labels(cases_db: Path) -> None
     assert lag.p50_hours == 1.0  # median of [-2, 4]
     assert cov.iloc[0][["n_labelled", "n_lag", "n_ingest_time"]].tolist() == [3, 2, 1]
     assert cov.iloc[0]["coverage"] == 1.0
+
+
+@pytest.mark.parametrize("flt", [Filter(model=m) for m in ("doc", "gaps", "before", "single",
+                                                             "unlabelled", "both")]
+                         + [Filter(model="doc", start="2027-01-01")], ids=str)
+def test_coverage_and_lag_is_both_calls(cases_db: Path, flt: Filter) -> None:
+    """Negative lags, ingest-timed labels, no labels, one row, an empty window, a model-less
+    label: coverage_and_lag equals coverage and label_lag called on their own."""
+    with read_connection(cases_db) as con:
+        for bucket in ("hour", "day"):
+            got_cov, got_lag = coverage_and_lag(con, flt, bucket=bucket)
+            pd.testing.assert_frame_equal(got_cov, coverage(con, flt, bucket=bucket))
+            assert got_lag == label_lag(con, flt)
 
 
 def test_single_row(cases_db: Path) -> None:

@@ -49,10 +49,18 @@ def test_oncall_data_equals_the_separate_calls(sample_db: Path, days: int | None
         data = views.oncall_data(con, view)
         for w in ("1h", "6h"):
             _same(data.rolled[w], loss.rolling(con, view, window=w))
-        _same(data.report, report.build_report(con, view, auc=False, drift_section=False))
+        _same(data.report, report.build_report(con, view, auc=False, include_drift=False,
+                                               ece=False))
+        # The full report's findings are the page's plus the drift findings it asks for last.
         full = report.build_report(con, view, auc=False)
-        _same(full["findings"], data.report["findings"])
+        drifted = views.oncall_drift_findings(con, view)
+        _same([f for f in full["findings"] if f["what"] != "feature_drift"], data.report["findings"])
+        _same([f for f in full["findings"] if f["what"] == "feature_drift"], drifted)
         assert data.report["drift"] is None and full["drift"] is not None
+        assert data.report["overall"]["ece"] is None and full["overall"]["ece"] is not None
+        # ... and everything else in it is the full report's.
+        for key in ("by_day", "by_segment", "by_version", "canary", "saturation", "labels"):
+            _same(data.report[key], full[key])
         _same(data.excess, segments.excess_loss_all(con, view))
         pair = canary.detect_pair(con, view)
         assert data.canary_pair == pair
@@ -70,6 +78,7 @@ def test_oncall_data_equals_the_separate_calls(sample_db: Path, days: int | None
         if days is None:
             whats = {f["what"] for f in data.report["findings"]}
             assert {"loss_regression", "canary_fail", "label_stall"} <= whats, whats
+            assert drifted, "the sample's segment drift is found"
 
 
 def test_a_failing_figure_is_held_not_raised(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
