@@ -327,9 +327,9 @@ def _timed_sections() -> tuple[dict[str, float], list]:
 
 def _report_windows(con):
     from lossboard.dashboard.analysis.filters import Filter
-    from lossboard.dashboard.analysis.report import _after_reference, resolve_windows
+    from lossboard.dashboard.analysis.report import drift_window, resolve_windows
 
-    return _after_reference(resolve_windows(con, Filter(model="fraud")))
+    return drift_window(resolve_windows(con, Filter(model="fraud")))
 
 
 def run_scan(con, sql: str) -> dict:

@@ -399,8 +399,25 @@ def activation_saturation(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket
     rows = prediction_rows(con, flt, extra_columns=columns)
     params: dict[str, Any] = dict(rows.params)
     params.update(act_thr=threshold, act_min=min_samples)
-    items = ", ".join(f"{{'i': {i}, 'a': CAST({quote_ident(c)} AS DOUBLE)}}"
-                      for i, c in enumerate(columns))
+    # Each column's aggregates side by side in one pass over the rows (per bucket and, by the
+    # () grouping set, overall), then one row per (column, bucket) by unnesting the few
+    # aggregated rows: unnesting the *rows* into one (column, value) row each cost 0.20 s
+    # against 0.12 s for one column at 10M rows.
+    aggregates = {
+        "n_rows": "count(*)", "n_null": "count(CASE WHEN {a} IS NULL THEN 1 END)",
+        "n": "count({a})", "n_finite": "count(CASE WHEN isfinite({a}) THEN 1 END)",
+        "n_nan": "count(CASE WHEN isnan({a}) THEN 1 END)",
+        "n_posinf": "count(CASE WHEN {a} = 'inf'::DOUBLE THEN 1 END)",
+        "n_neginf": "count(CASE WHEN {a} = '-inf'::DOUBLE THEN 1 END)",
+        "n_tail": "count(CASE WHEN isfinite({a}) AND abs({a}) > $act_thr THEN 1 END)",
+        "mean": "avg(CASE WHEN isfinite({a}) THEN {a} END)",
+        "var": "var_pop(CASE WHEN isfinite({a}) THEN {a} END)",
+    }
+    values = ", ".join(f"CAST({quote_ident(c)} AS DOUBLE) AS a{i}" for i, c in enumerate(columns))
+    sums = ", ".join(f"{sql.format(a=f'a{i}')} AS {name}_{i}"
+                     for i in range(len(columns)) for name, sql in aggregates.items())
+    items = ", ".join("{" + ", ".join([f"'i': {i}"] + [f"'{name}': {name}_{i}" for name in aggregates])
+                      + "}" for i in range(len(columns)))
     sql = f"""
 SELECT i, {bucket_bounds_sql(bucket)}, is_overall, n_rows, n_null, n, n_finite,
        n_nan, n_posinf, n_neginf,
@@ -408,21 +425,12 @@ SELECT i, {bucket_bounds_sql(bucket)}, is_overall, n_rows, n_null, n, n_finite,
        n_tail, n_tail / nullif(n_finite, 0) AS frac_tail, mean, var,
        n < $act_min AS low_confidence
 FROM (
-  SELECT i, b, grouping(b) = 1 AS is_overall,
-         count(*) AS n_rows,
-         count(CASE WHEN a IS NULL THEN 1 END) AS n_null,
-         count(a) AS n,
-         count(CASE WHEN isfinite(a) THEN 1 END) AS n_finite,
-         count(CASE WHEN isnan(a) THEN 1 END) AS n_nan,
-         count(CASE WHEN a = 'inf'::DOUBLE THEN 1 END) AS n_posinf,
-         count(CASE WHEN a = '-inf'::DOUBLE THEN 1 END) AS n_neginf,
-         count(CASE WHEN isfinite(a) AND abs(a) > $act_thr THEN 1 END) AS n_tail,
-         avg(CASE WHEN isfinite(a) THEN a END) AS mean,
-         var_pop(CASE WHEN isfinite(a) THEN a END) AS var
-  FROM (SELECT {bucket_us_sql(bucket)} AS b,
-               unnest([{items}], recursive := true)
-        FROM ({rows.sql}))
-  GROUP BY GROUPING SETS ((i, b), (i))
+  SELECT b, is_overall, unnest([{items}], recursive := true)
+  FROM (
+    SELECT b, grouping(b) = 1 AS is_overall, {sums}
+    FROM (SELECT {bucket_us_sql(bucket)} AS b, {values} FROM ({rows.sql}))
+    GROUP BY GROUPING SETS ((b), ())
+  )
 )
 ORDER BY i, is_overall, bucket_start"""
     frame = run_query(con, sql, params, "computing activation saturation")

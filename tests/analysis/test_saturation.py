@@ -152,6 +152,34 @@ def test_all_functions_match_numpy_on_random_data(make_db: Callable[..., Path],
                 + out["n_nonfinite"] + out["n_null"] == len(g)
 
 
+def test_several_activation_columns_each_match_numpy(make_db: Callable[..., Path]) -> None:
+    """Each column's figures stay its own when several are aggregated side by side (one pass
+    for all columns), overall and per bucket, in the order the columns were asked for."""
+    rng = np.random.default_rng(5)
+    n = 300
+    a = np.tanh(rng.normal(0, 1.5, n))
+    b = rng.uniform(-1.2, 1.2, n)
+    b[::17] = np.nan
+    b[::29] = np.inf
+    df = frame(list(rng.uniform(0, 1, n)), list(a), hours=list(rng.uniform(0, 47.9, n)))
+    df["h2_relu"] = b
+    db = make_db(df, activations=("h1_tanh", "h2_relu"))
+    df["bucket"] = buckets_of(df, "day")
+    for columns in (("h1_tanh", "h2_relu"), ("h2_relu", "h1_tanh")):
+        with read_connection(db) as con:
+            act = activation_saturation(con, Filter(), bucket="day", columns=list(columns))
+        assert act.overall["column"].tolist() == list(columns)
+        for col in columns:
+            got = act.overall[act.overall["column"] == col].iloc[0]
+            for key, want in ref_activation(df[col].to_numpy()).items():
+                assert_close(got[key], want, f"{col} overall {key}")
+            days = act.by_bucket[act.by_bucket["column"] == col]
+            for (day, g), (_, row) in zip(df.groupby("bucket"), days.iterrows()):
+                assert row["bucket_start"] == day
+                for key, want in ref_activation(g[col].to_numpy()).items():
+                    assert_close(row[key], want, f"{col} {day} {key}")
+
+
 def test_histograms_agree_with_numpy_histogram(make_db: Callable[..., Path]) -> None:
     # np.histogram bins [lo, hi) with hi in the last bin, the same convention; random values
     # miss the edges themselves, where the two may round differently.
