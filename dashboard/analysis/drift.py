@@ -343,27 +343,50 @@ def segment_psi(con: duckdb.DuckDBPyConnection, flt: Filter, feature: str, colum
     ``bins=2`` give the edge 2, shares ``[0.5, 0.5]`` vs ``[0, 1]`` and PSI
     ``(1e-4 - 0.5) ln(1e-4 / 0.5) + 0.5 ln 2 = 4.600``.
     """
-    _check(bins, eps)
     if not isinstance(feature, str):
         raise QueryError(f"feature must be one column name, got {feature!r}")
+    return segment_psis(con, flt, features=[feature], columns=[column], bins=bins,
+                        eps=eps)[column][feature]
+
+
+def segment_psis(con: duckdb.DuckDBPyConnection, flt: Filter, *, features: Sequence[str],
+                 columns: Sequence[str], bins: int = DEFAULT_BINS,
+                 eps: float = DEFAULT_EPS) -> dict[str, dict[str, pd.DataFrame]]:
+    """:func:`segment_psi` of every feature in ``features`` within every column of
+    ``columns`` (``{column: {feature: frame}}``, each frame equal to its segment_psi call),
+    from shared scans: one fine-histogram scan and one resolving query for all of them. The
+    report's drift findings ask this for "where" (the segment value a feature drifts most in).
+    """
+    _check(bins, eps)
     flt = resolve_model(con, flt)
-    values = _split_values(con, flt, column)
-    rows = []
-    if values:
-        if column in {c for c, _ in flt.segments}:
-            d = _drift(con, flt, [feature], bins, ks=False)
-            results = [_results(d, d.columns[0], 0, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)] * len(
-                values)
-        else:
-            d = _drift(con, flt, [feature], bins, ks=False, split=(column, values))
-            results = [_results(d, d.columns[0], s, 0, eps, DEFAULT_WATCH, DEFAULT_ACT)
-                       for s in range(len(values))]
-        rows = [(v, r.psi, r.n_reference, r.n_current) for v, r in zip(values, results)]
-    frame = pd.DataFrame(rows, columns=list(SEGMENT_PSI_COLUMNS))
-    frame["psi"] = frame["psi"].astype("Float64")
-    for name in ("n_reference", "n_current"):
-        frame[name] = frame[name].astype("int64")
-    return frame
+    features = list(dict.fromkeys(features))
+    held = {c for c, _ in flt.segments}
+    values = {column: _split_values(con, flt, column) for column in dict.fromkeys(columns)}
+    # A column the Filter restricts reads as the Filter itself for every value (it ORs them).
+    whole = [c for c, v in values.items() if c in held and v]
+    parts = [c for c, v in values.items() if c not in held and v]
+    asked: list[tuple[str, tuple[str, ...]] | None] = [(c, values[c]) for c in parts]
+    if whole:
+        asked.append(None)
+    found = _drifts(con, flt, features, bins, asked, ks=False) if asked else []
+    by_column = dict(zip(parts, found))
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for column, vals in values.items():
+        d = by_column.get(column, found[-1] if column in whole else None)
+        out[column] = {}
+        for feature in features:
+            rows = []
+            if d is not None:
+                col = next(c for c in d.columns if c.name == feature)
+                results = [_results(d, col, 0 if column in whole else i, 0, eps, DEFAULT_WATCH,
+                                    DEFAULT_ACT) for i in range(len(vals))]
+                rows = [(v, r.psi, r.n_reference, r.n_current) for v, r in zip(vals, results)]
+            frame = pd.DataFrame(rows, columns=list(SEGMENT_PSI_COLUMNS))
+            frame["psi"] = frame["psi"].astype("Float64")
+            for name in ("n_reference", "n_current"):
+                frame[name] = frame[name].astype("int64")
+            out[column][feature] = frame
+    return out
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,21 @@ def test_segment_psi_matches_the_numpy_reference() -> None:
         for value in ("a", "b"):
             expected = numpy_psi(x_ref[seg_ref == value], x_cur[seg_cur == value], bins=7)[0]
             assert abs(frame.loc[value, "psi"] - expected) <= 1e-12
+
+
+@pytest.mark.parametrize("held", [(), (("seg", "a"),)], ids=["open", "seg held"])
+def test_segment_psis_is_segment_psi_of_each_pair(held: tuple) -> None:
+    """Several features within several columns from shared scans: each frame equals its own
+    segment_psi call (a numeric feature, a category and the score; a column the Filter
+    restricts reads as the Filter for every value)."""
+    con = segmented_db(3)
+    flt = replace(FLT, segments=held)
+    features = ["x", "cat", drift.SCORE]
+    got = drift.segment_psis(con, flt, features=features, columns=["seg", "cat"])
+    assert list(got) == ["seg", "cat"]
+    for column in ("seg", "cat"):
+        assert list(got[column]) == features
+        for feature in features:
+            pd.testing.assert_frame_equal(got[column][feature],
+                                          drift.segment_psi(con, flt, feature, column))
+    assert len(got["seg"]["x"]) == (1 if held else 5) and got["seg"]["x"]["psi"].notna().any()
