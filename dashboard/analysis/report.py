@@ -421,8 +421,8 @@ def _drift_where(con: duckdb.DuckDBPyConnection, current: Filter,
     # Each value's own reference edges and counts of the window from a run's first day: one
     # segment_psis pass (every drifting feature and candidate column) per distinct first day,
     # usually one. Per-day counts from the earliest first day (drift_by_day_splits) gave the
-    # same PSI but made a key per value and day: at 10M rows, over a 7-day view, 0.66 s
-    # against ~0.3 s (docs/benchmarks.md, "Dashboard pages").
+    # same PSI but made a key per value and day: at 10M rows, over a 7-day view, the split
+    # pass took 0.66 s against 0.59 s (docs/benchmarks.md, "Dashboard pages").
     by_since: dict[Any, list[str]] = {}
     for name, (since, _, _) in runs.items():
         by_since.setdefault(since, []).append(name)

@@ -213,7 +213,8 @@ class OnCallData:
     canary_pair: tuple[str, str] | None  # canary.detect_pair
     canary: canary.CanaryResult | None  # canary.compare_versions of the pair
     # The window's label lag (labels.label_lag, from coverage's scan), or label_lag_anywhere
-    # when the window holds no label (the empty states quote it: "no labels yet for this window: lag p90 is 36 h").
+    # when the window holds no label (the empty states quote it: "no labels yet for this
+    # window: lag p90 is 36 h").
     lag: labels.LabelLag
     coverage_bucket: str  # "hour" for a view of at most 3 days, else "day"
     coverage: pd.DataFrame  # labels.coverage by coverage_bucket
@@ -278,7 +279,7 @@ def oncall_data(con: duckdb.DuckDBPyConnection, flt: Filter,
 def oncall_drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[dict[str, Any]]:
     """The ``feature_drift`` findings of the resolved view ``flt`` (``report.drift_findings``,
     the report's own): the On-call page asks for them after its other figures, so a drift
-    search (2 s at 10M rows) does not hold up "is it broken now"."""
+    search (1-2 s at 10M rows) does not hold up "is it broken now"."""
     return report.drift_findings(con, flt)
 
 
