@@ -11,7 +11,11 @@ of ``labels.coverage``, for
 * every model version (``dim = 'model_version'``: one hash aggregate over the rows), and
   the whole window (``dim = ''``: their sum, from the small table);
 * every value of each segment column (``dim`` = the column's name): only the five loss
-  moments of ``segments``, from a second, lighter statement over the labelled rows.
+  moments of ``segments``. When the segment columns take few value combinations (at most
+  :data:`MAX_COMBINATIONS`, judged on a 1% block sample), the one hash aggregate is keyed by
+  (slot, version, combination) and the versions' and the values' rows are sums of that small
+  table (0.2 s less at 10M rows); otherwise a second, lighter statement aggregates the labelled
+  rows per value. The two give the same table (tests/analysis/test_cube.py).
 
 A slot is a piece of a UTC hour: the hour, cut at the windows' own boundaries (the window's
 start and end and the reference window's), which need not fall on an hour. Any window whose
@@ -21,7 +25,7 @@ summation; tests/analysis/test_cube.py). :meth:`Cube.covers` says which Filters 
 answer; the analysis functions that take ``cube=`` fall back to their row scan for any other.
 
 Size: about 720 slots x (1 + versions + segment values) rows for 30 days. At 10M rows the
-build takes 1.2 s (docs/benchmarks.md, "Analysis and report").
+build takes 0.75-0.9 s (docs/benchmarks.md, "Analysis and report").
 """
 
 from __future__ import annotations
@@ -88,6 +92,34 @@ class Cube:
         con.execute(f"DROP TABLE IF EXISTS {quote_ident(self.table)}")
 
 
+#: The most value combinations of the segment columns for which :func:`build` sums per
+#: (slot, version, combination) in one pass: the cube then has up to slots x versions x this
+#: many rows before it is summed down (docs/metrics.md, "One scan per report").
+MAX_COMBINATIONS = 64
+_SAMPLE_ROWS = 2000
+
+
+def _sum_of(column: str) -> str:
+    # Sums of counts stay BIGINT (a SUM of BIGINT is HUGEINT in DuckDB), as the counts are.
+    total = f"sum({column})"
+    return (f"CAST({total} AS BIGINT) AS {column}" if column == "n" or column.startswith("n_")
+            else f"{total} AS {column}")
+
+
+def _few_combinations(con: duckdb.DuckDBPyConnection, flt: Filter,
+                      columns: Sequence[str]) -> bool:
+    """Whether the segment columns take at most :data:`MAX_COMBINATIONS` value combinations
+    in the model's rows, judged on a 1% block sample (on every row when the sample is small).
+    Only the speed depends on it: both ways give the same sums."""
+    combo = "[" + ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in columns) + "]"
+    for source in ("predictions TABLESAMPLE 1% (system, 42)", "predictions"):
+        n, k = con.execute(f"SELECT count(*), count(DISTINCT {combo}) FROM {source} "
+                           f"WHERE model = ?", [flt.model]).fetchone()
+        if n >= _SAMPLE_ROWS:
+            break
+    return k <= MAX_COMBINATIONS
+
+
 def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence[str],
           windows: Sequence[Filter] = ()) -> Cube:
     """Scan ``flt`` (which must have start and end) once into a cube that also covers
@@ -137,34 +169,66 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     # Every sum per (slot, version) in one hash aggregate; the whole window's rows ('') are
     # their sum over versions, from the small table. GROUPING SETS would aggregate each set
     # from the rows again: 0.8 s per set at 10M rows for these 20 aggregates.
-    statements = [
-        (f"CREATE TEMP TABLE {table} AS {head}"
-         f"SELECT 'model_version' AS dim, CAST(model_version AS VARCHAR) AS value, slot, "
-         f"count(*) AS n_predictions, min(us) AS first_us, max(us) AS last_us, "
-         f"{hourly_sums_sql('labelled')}{extra} FROM r GROUP BY slot, model_version"),
-        (f"INSERT INTO {table} SELECT '' AS dim, NULL AS value, slot, sum(n_predictions), "
-         f"min(first_us), max(last_us), {', '.join(f'sum({c})' for c in (*_SUM_NAMES, *counts))} "
-         f"FROM {table} GROUP BY slot"),
-    ]
-    if aliases:
-        # Segments need only the five moments of the labelled rows (segments.py), a lighter
-        # aggregate per column: the other columns of these rows stay NULL.
-        which = " ".join(f"WHEN grouping({quote_ident(a)}) = 0 THEN $cube_name{i}"
-                         for i, (a, _) in enumerate(aliases))
-        value = "coalesce(" + ", ".join(quote_ident(a) for a, _ in aliases) + ")"
-        sets = ", ".join(f"(slot, {quote_ident(a)})" for a, _ in aliases)
-        light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
-        statements.append(
-            f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) {head}"
-            f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, light)} "
-            f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets})")
-        params.update({f"cube_name{i}": c for i, (_, c) in enumerate(aliases)})
+    sums_sql = (f"count(*) AS n_predictions, min(us) AS first_us, max(us) AS last_us, "
+                f"{hourly_sums_sql('labelled')}{extra}")
+    merged = ", ".join(_sum_of(c) for c in (*_SUM_NAMES, *counts))
+    light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
+    names = {f"cube_name{i}": c for i, (_, c) in enumerate(aliases)}
+    whole = (f"INSERT INTO {table} SELECT '' AS dim, NULL AS value, slot, sum(n_predictions), "
+             f"min(first_us), max(last_us), "
+             f"{', '.join(f'sum({c})' for c in (*_SUM_NAMES, *counts))} "
+             f"FROM {table} WHERE dim = 'model_version' GROUP BY slot")
+    if aliases and _few_combinations(con, base, segment_columns):
+        # The segment columns' value combinations are few: one hash aggregate per (slot,
+        # version, combination) holds every sum once, and the versions' and each segment
+        # value's rows are sums of that small table. A second aggregate over the labelled rows
+        # for the segments cost 0.24 s at 10M rows; the wider key 0.06 s.
+        fine = quote_ident(table.strip('"') + "_fine")
+        segs = ", ".join(quote_ident(a) for a, _ in aliases)
+        statements = [
+            (f"CREATE TEMP TABLE {fine} AS {head}"
+             f"SELECT CAST(model_version AS VARCHAR) AS version, {segs}, slot, {sums_sql} "
+             f"FROM r GROUP BY slot, model_version, {segs}"),
+            (f"CREATE TEMP TABLE {table} AS SELECT 'model_version' AS dim, version AS value, "
+             f"slot, {_sum_of('n_predictions')}, min(first_us) AS first_us, "
+             f"max(last_us) AS last_us, {merged} FROM {fine} GROUP BY slot, version"),
+            whole,
+        ]
+        # A (slot, value) row exists when the slot has a labelled row of the value, as the
+        # aggregate over the labelled rows below gives.
+        statements += [
+            f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) "
+            f"SELECT $cube_name{i}, {quote_ident(a)}, slot, "
+            f"{', '.join(_sum_of(c) for c in light)} FROM {fine} "
+            f"GROUP BY slot, {quote_ident(a)} HAVING sum(n_labelled) > 0"
+            for i, (a, _) in enumerate(aliases)]
+        statements.append(f"DROP TABLE {fine}")
+    else:
+        statements = [
+            (f"CREATE TEMP TABLE {table} AS {head}"
+             f"SELECT 'model_version' AS dim, CAST(model_version AS VARCHAR) AS value, slot, "
+             f"{sums_sql} FROM r GROUP BY slot, model_version"),
+            whole,
+        ]
+        if aliases:
+            # Segments need only the five moments of the labelled rows (segments.py), a
+            # lighter aggregate per column: the other columns of these rows stay NULL.
+            which = " ".join(f"WHEN grouping({quote_ident(a)}) = 0 THEN $cube_name{i}"
+                             for i, (a, _) in enumerate(aliases))
+            value = "coalesce(" + ", ".join(quote_ident(a) for a, _ in aliases) + ")"
+            sets = ", ".join(f"(slot, {quote_ident(a)})" for a, _ in aliases)
+            statements.append(
+                f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) {head}"
+                f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, light)} "
+                f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets})")
+    params.update(names)
     try:
         for sql in statements:
             con.execute(sql, {k: v for k, v in params.items()
                               if re.search(rf"\${re.escape(k)}\b", sql)})
     except duckdb.Error as exc:
         con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"DROP TABLE IF EXISTS {quote_ident(table.strip(chr(34)) + '_fine')}")
         raise QueryError(f"summing the window: {exc}") from exc
     return Cube(table.strip('"'), base, info, frozenset(points), tuple(segment_columns))
 

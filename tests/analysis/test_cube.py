@@ -168,3 +168,41 @@ def check_counts(con, flt: Filter, c: cube.Cube) -> None:
                         f"coverage {bucket}")
     assert_same(labels.label_stall(con, flt, lag_p90_hours=lag),
                 labels.label_stall(con, flt, lag_p90_hours=lag, cube=c), "stall")
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), weighted=st.booleans())
+def test_summing_per_value_combination_gives_the_same_cube(make_db, seed, n, weighted) -> None:
+    """build sums per (slot, version, combination of segment values) when the combinations are
+    few (cube.MAX_COMBINATIONS), else aggregates the segments from the rows apart: the same
+    table either way (NULL segment values, unlabelled rows, NaN scores, weights)."""
+    from unittest.mock import patch
+
+    rng = np.random.default_rng(seed)
+    preds, labels = binary_frames(rng, n, hours=24 * 9, versions=("v1", "v2"), label_fraction=0.6)
+    preds.loc[rng.uniform(size=n) < 0.05, "p"] = np.nan
+    preds["region"] = preds["region"].astype(object)
+    preds.loc[rng.uniform(size=n) < 0.1, "region"] = None
+    if weighted:
+        preds["weight"] = rng.choice([0.0, 0.5, 1.0, 3.0], n)
+    db = make_db(preds, labels, segments=("region", "device"))
+    tables = []
+    with read_connection(db) as con:
+        t0 = pd.Timestamp("2026-10-01T00:17:07Z")
+        flt = report.resolve_windows(con, Filter(
+            model="m", start=t0.to_pydatetime(), end=(t0 + pd.Timedelta(days=8)).to_pydatetime(),
+            reference_start=t0.to_pydatetime(),
+            reference_end=(t0 + pd.Timedelta(days=2, minutes=31)).to_pydatetime()))
+        for most in (cube.MAX_COMBINATIONS, 0):
+            with patch.object(cube, "MAX_COMBINATIONS", most):
+                assert cube._few_combinations(con, flt, ["region", "device"]) == (most > 0)
+                c = cube.build(con, flt, ["region", "device"], report.cube_windows(con, flt))
+            try:
+                tables.append(con.execute(f'SELECT * FROM "{c.table}" ORDER BY dim, value NULLS '
+                                          "FIRST, slot").df())
+            finally:
+                c.drop(con)
+        left = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE "
+                           "'lb_cube_%'").fetchone()[0]
+    assert left == 0  # the per-combination table is dropped with the build
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=False, rtol=1e-12, atol=1e-12)
