@@ -151,7 +151,8 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
                    f"label_ts_source, {score} AS s, {sat.logit_sql(score, stored_logit)} AS lg"
                    + "".join(f", CAST({quote_ident(a)} AS VARCHAR) AS {quote_ident(a)}"
                              for a, _ in aliases))
-    table = quote_ident(f"lb_cube_{next(_counter)}")
+    name = f"lb_cube_{next(_counter)}"
+    table, fine = quote_ident(name), quote_ident(name + "_fine")
     params: dict[str, object] = dict(rows.params)
     params.update({f"cube_p{i}": p for i, p in enumerate(points)})
     params.update(ls_threshold=0.5, sat_low=sat.DEFAULT_LOW, sat_high=sat.DEFAULT_HIGH,
@@ -183,7 +184,6 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
         # version, combination) holds every sum once, and the versions' and each segment
         # value's rows are sums of that small table. A second aggregate over the labelled rows
         # for the segments cost 0.24 s at 10M rows; the wider key 0.06 s.
-        fine = quote_ident(table.strip('"') + "_fine")
         segs = ", ".join(quote_ident(a) for a, _ in aliases)
         statements = [
             (f"CREATE TEMP TABLE {fine} AS {head}"
@@ -228,7 +228,7 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
                               if re.search(rf"\${re.escape(k)}\b", sql)})
     except duckdb.Error as exc:
         con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute(f"DROP TABLE IF EXISTS {quote_ident(table.strip(chr(34)) + '_fine')}")
+        con.execute(f"DROP TABLE IF EXISTS {fine}")
         raise QueryError(f"summing the window: {exc}") from exc
-    return Cube(table.strip('"'), base, info, frozenset(points), tuple(segment_columns))
+    return Cube(name, base, info, frozenset(points), tuple(segment_columns))
 

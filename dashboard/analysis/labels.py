@@ -193,7 +193,7 @@ def coverage_and_lag(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str
     """``(coverage(con, flt, bucket=bucket, min_samples=min_samples), label_lag(con, flt))``
     from one scan: coverage's whole-filter grouping set *is* label_lag's quantile over the
     same rows, so a caller that needs both (the On-call page) pays for one exact quantile
-    pass, not two (0.37 s of lag quantile at 10M rows, docs/benchmarks.md)."""
+    pass, not two (0.23 s of lag quantile at 10M rows, docs/benchmarks.md)."""
     frame, overall = _coverage(con, flt, bucket=bucket, lag_p90_hours=None,
                                min_samples=min_samples, lag_quantiles=True, cube=None)
     if overall.empty:  # no prediction at all: label_lag's answer over no rows
