@@ -115,6 +115,8 @@ def _print_summary(report: IngestReport) -> None:
                   f"{t['n_accepted']:,}", f"{t['n_duplicate']:,}", f"{t['n_quarantined']:,}",
                   style="bold")
     console.print(table)
+    if report.rollup and "error" in report.rollup:
+        notes.append(str(report.rollup["error"]))
     reasons = report.reasons()
     if reasons:
         rt = Table(title="quarantined, by reason (lossboard quarantine --reason R)", title_justify="left")

@@ -43,7 +43,7 @@ import duckdb
 
 from lossboard.errors import SchemaError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 KINDS = ("predictions", "labels", "kpi")
 KIND_TABLE = {"predictions": "predictions", "labels": "labels", "kpi": "kpis"}
@@ -191,6 +191,13 @@ _DDL: tuple[str, ...] = (
   first_file_id BIGINT
 )""",
     _data_table_ddl("predictions"),
+    # The time ranges whose hourly rollup (lossboard.dashboard.analysis.rollup) no longer
+    # matches the rows: written in each file's transaction, cleared by the rollup's refresh.
+    """CREATE TABLE IF NOT EXISTS rollup_dirty (
+  model VARCHAR NOT NULL,
+  lo TIMESTAMPTZ NOT NULL,
+  hi TIMESTAMPTZ NOT NULL
+)""",
     _data_table_ddl("labels"),
     _data_table_ddl("kpi"),
     # Labels match predictions on request_id and model; a label without a model applies to
@@ -255,7 +262,8 @@ def create_schema(con: duckdb.DuckDBPyConnection, catalog: str | None = None) ->
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
-    """Upgrade the schema in one transaction. v1 -> v2: copy labels onto predictions."""
+    """Upgrade the schema in one transaction. v1 -> v2: copy labels onto predictions.
+    v2 -> v3: ``rollup_dirty`` (created by the DDL before this runs; nothing to convert)."""
     con.execute("BEGIN TRANSACTION")
     try:
         if version < 2:

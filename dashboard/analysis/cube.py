@@ -34,7 +34,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 
@@ -120,14 +120,89 @@ def _few_combinations(con: duckdb.DuckDBPyConnection, flt: Filter,
     return k <= MAX_COMBINATIONS
 
 
+def fine_sql(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
+             segment_columns: Sequence[str], points: Sequence[int] = (),
+             hours: Sequence[int] = ()) -> tuple[str, dict[str, object]]:
+    """The one hash aggregate behind a cube and the rollup: ``version, _lb_seg0.., slot`` and
+    every sum of ``base``'s rows, grouped by slot, model version and segment value
+    combination. A slot is the row's UTC hour cut at ``points`` (epoch microseconds off the
+    hour). ``hours``: only the rows of these hours (their starts), when not empty."""
+    head, select, params = _fine_parts(con, base, info, segment_columns, points, hours)
+    return head + select, params
+
+
+def _fine_parts(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
+                segment_columns: Sequence[str], points: Sequence[int],
+                hours: Sequence[int]) -> tuple[str, str, dict[str, object]]:
+    """:func:`fine_sql` as its ``WITH lr AS (...), r AS (...)`` head (the per-row relation
+    ``r``), its aggregate, and the parameters of both."""
+    # Imported here: loss imports nothing of this module, and this keeps it that way.
+    from lossboard.dashboard.analysis.loss import _row_sql, hourly_sums_sql
+    from lossboard.dashboard.analysis import saturation as sat
+
+    aliases = _aliases(segment_columns)
+    rows = scored_rows(con, base, aliases + ([("logit", "logit")] if info.task == "binary"
+                                             else [("probs", "probs")]))
+    score, stored_logit = sat.score_columns_sql(info.task)
+    hour = f"(us - ((us % {_US_PER_HOUR}) + {_US_PER_HOUR}) % {_US_PER_HOUR})"
+    cuts = "".join(f", CASE WHEN us >= $cube_p{i} THEN $cube_p{i} END" for i in range(len(points)))
+    passthrough = (f", labelled, us, greatest({hour}{cuts}) AS slot, model_version, "
+                   f"label_ts_source, {score} AS s, {sat.logit_sql(score, stored_logit)} AS lg"
+                   + "".join(f", CAST({quote_ident(a)} AS VARCHAR) AS {quote_ident(a)}"
+                             for a, _ in aliases))
+    params: dict[str, object] = dict(rows.params)
+    params.update({f"cube_p{i}": p for i, p in enumerate(points)})
+    params.update(ls_threshold=0.5, sat_low=sat.DEFAULT_LOW, sat_high=sat.DEFAULT_HIGH,
+                  sat_tail=sat.DEFAULT_LOGIT_TAIL, sat_extreme=sat.DEFAULT_LOGIT_EXTREME)
+    extra = "".join(f", {sql} AS {name}" for name, sql in _counts(sat).items())
+    if info.task != "binary":
+        params["ls_classes"] = list(info.classes)
+    lr = rows.sql
+    if hours:
+        # A condition on the stored ts, which DuckDB pushes into the scan.
+        ranges = " OR ".join(f"(ts >= $cube_h{i} AND ts < $cube_h{i}e)" for i in range(len(hours)))
+        lr = f"SELECT * FROM ({rows.sql}) WHERE {ranges}"
+        for i, h in enumerate(hours):
+            params[f"cube_h{i}"] = _from_us(h)
+            params[f"cube_h{i}e"] = _from_us(h + _US_PER_HOUR)
+    row_sql = _row_sql(info, "'all'", True, passthrough)
+    segs = "".join(f", {quote_ident(a)}" for a, _ in aliases)
+    head = f"WITH lr AS ({lr}),\nr AS ({row_sql})\n"
+    select = (f"SELECT CAST(model_version AS VARCHAR) AS version{segs}, slot, "
+              f"count(*) AS n_predictions, min(us) AS first_us, max(us) AS last_us, "
+              f"{hourly_sums_sql('labelled')}{extra} "
+              f"FROM r GROUP BY slot, model_version{segs}")
+    return head, select, params
+
+
+def _aliases(segment_columns: Sequence[str]) -> list[tuple[str, str]]:
+    return [(f"_lb_seg{i}", c) for i, c in enumerate(segment_columns)]
+
+
+def _counts(sat: object) -> dict[str, str]:
+    # Beside the loss sums: score saturation's counts (default thresholds) and the label
+    # counts of labels.coverage, per slot, so those two read the cube as well.
+    return {**sat.SCORE_COUNTS,  # type: ignore[attr-defined]
+            "n_lag": "count(CASE WHEN labelled AND label_ts_source = 'file' THEN 1 END)",
+            "n_ingest_time": "count(CASE WHEN labelled AND label_ts_source = 'ingest_time' THEN 1 END)"}
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence[str],
           windows: Sequence[Filter] = ()) -> Cube:
     """Scan ``flt`` (which must have start and end) once into a cube that also covers
     ``windows`` (e.g. the reference window): the span is their union, their ends are split
-    points. Drop it with :meth:`Cube.drop` when done."""
-    # Imported here: loss imports nothing of this module, and this keeps it that way.
-    from lossboard.dashboard.analysis.loss import _SUM_NAMES, _row_sql, hourly_sums_sql
+    points. Drop it with :meth:`Cube.drop` when done.
+
+    When the database's rollup (:mod:`rollup`) is current for the model and these segment
+    columns, the whole hours come from it and only the hours cut by a window's end or by the
+    label maturity are read from the rows: the same sums (tests/analysis/test_rollup.py)."""
+    from lossboard.dashboard.analysis import rollup
     from lossboard.dashboard.analysis import saturation as sat
+    from lossboard.dashboard.analysis.loss import _SUM_NAMES
 
     flt = resolve_model(con, flt)
     if flt.start is None or flt.end is None:
@@ -141,37 +216,10 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     # Boundaries on an hour need no cut.
     points = sorted({_us(t) for w in spans for t in (w.start, w.end)})
     points = [p for p in points if p % _US_PER_HOUR]
-    aliases = [(f"_lb_seg{i}", c) for i, c in enumerate(segment_columns)]
-    rows = scored_rows(con, base, aliases + ([("logit", "logit")] if info.task == "binary"
-                                             else [("probs", "probs")]))
-    score, stored_logit = sat.score_columns_sql(info.task)
-    hour = f"(us - ((us % {_US_PER_HOUR}) + {_US_PER_HOUR}) % {_US_PER_HOUR})"
-    cuts = "".join(f", CASE WHEN us >= $cube_p{i} THEN $cube_p{i} END" for i in range(len(points)))
-    passthrough = (f", labelled, us, greatest({hour}{cuts}) AS slot, model_version, "
-                   f"label_ts_source, {score} AS s, {sat.logit_sql(score, stored_logit)} AS lg"
-                   + "".join(f", CAST({quote_ident(a)} AS VARCHAR) AS {quote_ident(a)}"
-                             for a, _ in aliases))
+    aliases = _aliases(segment_columns)
     name = f"lb_cube_{next(_counter)}"
     table, fine = quote_ident(name), quote_ident(name + "_fine")
-    params: dict[str, object] = dict(rows.params)
-    params.update({f"cube_p{i}": p for i, p in enumerate(points)})
-    params.update(ls_threshold=0.5, sat_low=sat.DEFAULT_LOW, sat_high=sat.DEFAULT_HIGH,
-                  sat_tail=sat.DEFAULT_LOGIT_TAIL, sat_extreme=sat.DEFAULT_LOGIT_EXTREME)
-    # Beside the loss sums: score saturation's counts (default thresholds) and the label
-    # counts of labels.coverage, per slot, so those two read the cube as well.
-    counts = {**sat.SCORE_COUNTS,
-              "n_lag": "count(CASE WHEN labelled AND label_ts_source = 'file' THEN 1 END)",
-              "n_ingest_time": "count(CASE WHEN labelled AND label_ts_source = 'ingest_time' THEN 1 END)"}
-    extra = "".join(f", {sql} AS {name}" for name, sql in counts.items())
-    if info.task != "binary":
-        params["ls_classes"] = list(info.classes)
-    row_sql = _row_sql(info, "'all'", True, passthrough)
-    head = f"WITH lr AS ({rows.sql}),\nr AS ({row_sql})\n"
-    # Every sum per (slot, version) in one hash aggregate; the whole window's rows ('') are
-    # their sum over versions, from the small table. GROUPING SETS would aggregate each set
-    # from the rows again: 0.8 s per set at 10M rows for these 20 aggregates.
-    sums_sql = (f"count(*) AS n_predictions, min(us) AS first_us, max(us) AS last_us, "
-                f"{hourly_sums_sql('labelled')}{extra}")
+    counts = _counts(sat)
     merged = ", ".join(_sum_of(c) for c in (*_SUM_NAMES, *counts))
     light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
     names = {f"cube_name{i}": c for i, (_, c) in enumerate(aliases)}
@@ -179,16 +227,20 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
              f"min(first_us), max(last_us), "
              f"{', '.join(f'sum({c})' for c in (*_SUM_NAMES, *counts))} "
              f"FROM {table} WHERE dim = 'model_version' GROUP BY slot")
-    if aliases and _few_combinations(con, base, segment_columns):
-        # The segment columns' value combinations are few: one hash aggregate per (slot,
-        # version, combination) holds every sum once, and the versions' and each segment
-        # value's rows are sums of that small table. A second aggregate over the labelled rows
-        # for the segments cost 0.24 s at 10M rows; the wider key 0.06 s.
-        segs = ", ".join(quote_ident(a) for a, _ in aliases)
+    source = rollup.source(con, base, info, segment_columns, points)
+    if source is not None:
+        fine_select, params = source
+    elif aliases and _few_combinations(con, base, segment_columns):
+        fine_select, params = fine_sql(con, base, info, segment_columns, points)
+    else:
+        fine_select, params = None, {}
+    if fine_select is not None:
+        # One hash aggregate per (slot, version, segment value combination) holds every sum
+        # once (or the rollup holds it), and the versions' and each segment value's rows are
+        # sums of that small table. A second aggregate over the labelled rows for the
+        # segments cost 0.24 s at 10M rows; the wider key 0.06 s.
         statements = [
-            (f"CREATE TEMP TABLE {fine} AS {head}"
-             f"SELECT CAST(model_version AS VARCHAR) AS version, {segs}, slot, {sums_sql} "
-             f"FROM r GROUP BY slot, model_version, {segs}"),
+            f"CREATE TEMP TABLE {fine} AS {fine_select}",
             (f"CREATE TEMP TABLE {table} AS SELECT 'model_version' AS dim, version AS value, "
              f"slot, {_sum_of('n_predictions')}, min(first_us) AS first_us, "
              f"max(last_us) AS last_us, {merged} FROM {fine} GROUP BY slot, version"),
@@ -204,23 +256,10 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
             for i, (a, _) in enumerate(aliases)]
         statements.append(f"DROP TABLE {fine}")
     else:
-        statements = [
-            (f"CREATE TEMP TABLE {table} AS {head}"
-             f"SELECT 'model_version' AS dim, CAST(model_version AS VARCHAR) AS value, slot, "
-             f"{sums_sql} FROM r GROUP BY slot, model_version"),
-            whole,
-        ]
+        statements = _row_statements(con, base, info, aliases, points, table, params)
+        statements.append(whole)
         if aliases:
-            # Segments need only the five moments of the labelled rows (segments.py), a
-            # lighter aggregate per column: the other columns of these rows stay NULL.
-            which = " ".join(f"WHEN grouping({quote_ident(a)}) = 0 THEN $cube_name{i}"
-                             for i, (a, _) in enumerate(aliases))
-            value = "coalesce(" + ", ".join(quote_ident(a) for a, _ in aliases) + ")"
-            sets = ", ".join(f"(slot, {quote_ident(a)})" for a, _ in aliases)
-            statements.append(
-                f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) {head}"
-                f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, light)} "
-                f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets})")
+            statements.append(_segment_statement(con, base, info, aliases, points, table, params))
     params.update(names)
     try:
         for sql in statements:
@@ -232,3 +271,32 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
         raise QueryError(f"summing the window: {exc}") from exc
     return Cube(name, base, info, frozenset(points), tuple(segment_columns))
 
+
+def _row_statements(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
+                    aliases: list[tuple[str, str]], points: list[int], table: str,
+                    params: dict[str, object]) -> list[str]:
+    """Many segment value combinations: the versions' sums straight from the rows (the
+    segment columns left out of the key)."""
+    sql, p = fine_sql(con, base, info, (), points)
+    params.update(p)
+    return [f"CREATE TEMP TABLE {table} AS SELECT 'model_version' AS dim, version AS value, "
+            f"* EXCLUDE (version) FROM ({sql})"]
+
+
+def _segment_statement(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
+                       aliases: list[tuple[str, str]], points: list[int], table: str,
+                       params: dict[str, object]) -> str:
+    """Segments need only the five moments of the labelled rows (segments.py), a lighter
+    aggregate per column: the other columns of these rows stay NULL."""
+    from lossboard.dashboard.analysis.loss import hourly_sums_sql
+
+    light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
+    head, _, p = _fine_parts(con, base, info, [c for _, c in aliases], points, ())
+    params.update(p)
+    which = " ".join(f"WHEN grouping({quote_ident(a)}) = 0 THEN $cube_name{i}"
+                     for i, (a, _) in enumerate(aliases))
+    value = "coalesce(" + ", ".join(quote_ident(a) for a, _ in aliases) + ")"
+    sets = ", ".join(f"(slot, {quote_ident(a)})" for a, _ in aliases)
+    return (f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) {head}"
+            f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, light)} "
+            f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets})")
