@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -267,7 +268,7 @@ def columns_cmd(
 
     Example: lossboard columns --db lossboard.duckdb --set merchant_category=feature
     """
-    from lossboard.dashboard.analysis import health
+    from lossboard.dashboard.analysis import health, rollup
 
     try:
         if set_:
@@ -275,6 +276,8 @@ def columns_cmd(
             with write_connection(db) as con:
                 for name, role in pairs:
                     schema.set_column_role(con, kind or "predictions", name, role)
+                # A segment column more or less changes what the hourly rollup sums by.
+                rollup.refresh(con)
             if any(role == "pii" for _, role in pairs):
                 # Hashing in place leaves the raw bytes in the file's free blocks: rewrite it.
                 schema.compact_database(db)
@@ -286,6 +289,43 @@ def columns_cmd(
         _print_json(df.to_dict(orient="records"))
     else:
         console.print(_frame_table(df, "columns"))
+
+
+@app.command("rollup")
+def rollup_cmd(
+    db: DbOption = DEFAULT_DB,
+    rebuild: Annotated[bool, typer.Option(help="Recompute every model's hours, not only the changed ones.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring the hourly rollup up to date and show its state per model.
+
+    `lossboard ingest` does this after its files; run it by hand after an ingest that reported
+    the rollup was not refreshed, or with --rebuild to recompute it whole. Pages read whole
+    hours from the rollup when it is current, and scan the rows otherwise (same figures).
+
+    Example: lossboard rollup --db lossboard.duckdb
+    """
+    from lossboard.dashboard.analysis import rollup
+
+    try:
+        ensure_database(db)
+        done = rollup.refresh_file(db, DEFAULT_LOCK_TIMEOUT_S, rebuild=rebuild)
+        with read_connection(db) as con:
+            rows = rollup.status(con)
+    except (LossboardError, duckdb.Error) as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json({"refreshed": done.as_json(), "models": rows})
+        return
+    table = Table(title=f"hourly rollup of {db} (refreshed in {done.seconds:.2f} s)",
+                  title_justify="left")
+    for col in ("model", "in use", "rows", "refreshed at", "waiting ranges"):
+        table.add_column(col, justify="right" if col in ("rows", "waiting ranges") else "left")
+    for r in rows:
+        table.add_row(str(r["model"]), "yes" if r["in_use"] else "no",
+                      "-" if r["rows"] is None else f"{r['rows']:,}", str(r["refreshed_at"] or "-"),
+                      str(r["dirty_ranges"]))
+    console.print(table)
 
 
 # --------------------------------------------------------------------------- report

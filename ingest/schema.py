@@ -142,6 +142,14 @@ def _data_table_ddl(kind: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {KIND_TABLE[kind]} (\n  {body}\n)"
 
 
+#: The time ranges whose hourly rollup (lossboard.dashboard.analysis.rollup) no longer matches
+#: the rows: written in each file's transaction, cleared by the rollup's refresh.
+ROLLUP_DIRTY_DDL = """CREATE TABLE IF NOT EXISTS rollup_dirty (
+  model VARCHAR NOT NULL,
+  lo TIMESTAMPTZ NOT NULL,
+  hi TIMESTAMPTZ NOT NULL
+)"""
+
 _DDL: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
     "CREATE SEQUENCE IF NOT EXISTS ingest_file_id_seq START 1",
@@ -191,13 +199,7 @@ _DDL: tuple[str, ...] = (
   first_file_id BIGINT
 )""",
     _data_table_ddl("predictions"),
-    # The time ranges whose hourly rollup (lossboard.dashboard.analysis.rollup) no longer
-    # matches the rows: written in each file's transaction, cleared by the rollup's refresh.
-    """CREATE TABLE IF NOT EXISTS rollup_dirty (
-  model VARCHAR NOT NULL,
-  lo TIMESTAMPTZ NOT NULL,
-  hi TIMESTAMPTZ NOT NULL
-)""",
+    ROLLUP_DIRTY_DDL,
     _data_table_ddl("labels"),
     _data_table_ddl("kpi"),
     # Labels match predictions on request_id and model; a label without a model applies to

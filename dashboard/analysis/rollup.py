@@ -48,6 +48,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: A model's rollup is kept only when it has at most this fraction of the model's rows (many
 #: segment value combinations make it as large as the rows, and then no faster to read).
 MAX_FRACTION = 0.25
+#: ... or has at most this many rows (a small database, where size does not matter).
+_SMALL = 1000
 
 STATE_DDL = """CREATE TABLE IF NOT EXISTS rollup_state (
   model VARCHAR PRIMARY KEY,
@@ -131,8 +133,6 @@ def source(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
     lo, hi = _us(base.start), _us(base.end)
     if base.maturity_hours is not None:
         hi = min(hi, hi - round(base.maturity_hours * _H))
-    if hi <= lo:
-        return None  # nothing to read: let the cube scan its empty window as before
     cut = {_floor(p) for p in (*points, lo, hi) if p % _H and lo <= p <= hi}
     cut = {h for h in cut if h < hi}
     # The model, versions and segment values as conditions on the rollup's own columns (a
@@ -192,14 +192,17 @@ def _columns_of(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, obje
     return [d[0] for d in con.execute(query, used).description]
 
 
-def refresh(con: duckdb.DuckDBPyConnection) -> Refreshed:
+def refresh(con: duckdb.DuckDBPyConnection, *, rebuild: bool = False) -> Refreshed:
     """Bring the rollup of every model up to date on ``con`` (read-write, the database itself):
-    dirty hours recomputed, models with another signature recomputed whole; one transaction
-    per model."""
+    dirty hours recomputed, models with another signature (or all, with ``rebuild``)
+    recomputed whole; one transaction per model."""
     from lossboard.dashboard.analysis import segments
 
     t0 = time.perf_counter()
-    con.execute(STATE_DDL)  # rollup_dirty is the ingest's (schema version 3)
+    from lossboard.ingest.schema import ROLLUP_DIRTY_DDL
+
+    con.execute(STATE_DDL)
+    con.execute(ROLLUP_DIRTY_DDL)  # the ingest's (schema 3); a database of schema 2 lacks it
     segment_columns = segments.segment_columns(con)
     models = [r[0] for r in con.execute("SELECT model FROM models ORDER BY model").fetchall()]
     whole: list[str] = []
@@ -210,9 +213,9 @@ def refresh(con: duckdb.DuckDBPyConnection) -> Refreshed:
         state = con.execute("SELECT signature FROM rollup_state WHERE model = ?", [model]).fetchone()
         dirty = con.execute("SELECT lo, hi FROM rollup_dirty WHERE model = ? ORDER BY lo",
                             [model]).fetchall()
-        if state is not None and state[0] == sig and not dirty:
+        if not rebuild and state is not None and state[0] == sig and not dirty:
             continue
-        again = state is None or state[0] != sig
+        again = rebuild or state is None or state[0] != sig
         sql, params = _fine(con, info, segment_columns)
         store = _store_sql(sql, segment_columns)
         params = {**params, "ru_model": model}
@@ -234,7 +237,7 @@ def refresh(con: duckdb.DuckDBPyConnection) -> Refreshed:
             n_rows, n_predictions = con.execute(
                 "SELECT (SELECT count(*) FROM rollup WHERE model = $m), "
                 "(SELECT count(*) FROM predictions WHERE model = $m)", {"m": model}).fetchone()
-            usable = n_rows <= MAX_FRACTION * n_predictions or n_rows <= 1000
+            usable = n_rows <= MAX_FRACTION * n_predictions or n_rows <= _SMALL
             con.execute("DELETE FROM rollup_dirty WHERE model = ?", [model])
             con.execute("DELETE FROM rollup_state WHERE model = ?", [model])
             con.execute("INSERT INTO rollup_state VALUES (?, ?, ?, ?, now())",
@@ -272,9 +275,33 @@ def _merge_ranges(dirty: Sequence[tuple[datetime, datetime]]) -> list[tuple[int,
     return [(a, b) for a, b in out]
 
 
-def refresh_file(db_path: str | Path, timeout_s: float) -> Refreshed:
+def refresh_file(db_path: str | Path, timeout_s: float, *, rebuild: bool = False) -> Refreshed:
     """:func:`refresh` on the database file, waiting while a reader holds it."""
     from lossboard.db import write_connection
 
     with write_connection(db_path, timeout_s) as con:
-        return refresh(con)
+        return refresh(con, rebuild=rebuild)
+
+
+def status(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """Per model: whether readers use its rollup now, its rows, when it was refreshed, and the
+    time ranges waiting for a refresh."""
+    from lossboard.dashboard.analysis import segments
+
+    tables = _tables(con)
+    models = [r[0] for r in con.execute("SELECT model FROM models ORDER BY model").fetchall()]
+    columns = segments.segment_columns(con)
+    out = []
+    for model in models:
+        state = (con.execute("SELECT signature, usable, n_rows, refreshed_at FROM rollup_state "
+                             "WHERE model = ?", [model]).fetchone()
+                 if "rollup_state" in tables else None)
+        dirty = (con.execute("SELECT count(*) FROM rollup_dirty WHERE model = ?", [model]).fetchone()[0]
+                 if "rollup_dirty" in tables else 0)
+        current = (state is not None and state[0] == signature(con, model_info(con, model), columns))
+        out.append({"model": model, "in_use": bool(current and state[1] and not dirty),
+                    "rows": None if state is None else int(state[2]),
+                    "refreshed_at": None if state is None else state[3].isoformat(),
+                    "dirty_ranges": int(dirty), "current_signature": current,
+                    "small_enough": None if state is None else bool(state[1])})
+    return out
