@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from lossboard.dashboard import html_report, monitoring_config, sidebar
-from lossboard.dashboard.analysis import calibration, executive, loss, report, slo
+from lossboard.dashboard.analysis import base, calibration, executive, loss, report, rollup, slo
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.db import read_connection
 from lossboard.errors import LossboardError
@@ -363,6 +364,14 @@ def test_filter_options(exec_db: Path) -> None:
     assert opts.models == ("fraud", "zeta") and opts.versions == ("v1", "v2")
     assert set(opts.segments["region"]) == {"eu", "us"} and opts.kpis == ("chargebacks",)
     assert opts.first_ts < opts.last_ts
+    # The same from the hourly rollup as from the rows.
+    with read_connection(exec_db) as con, patch.object(rollup, "ENABLED", False):
+        assert executive.filter_options(con) == opts
+        assert executive.filter_options(con, "zeta") != opts
+        zeta = executive.filter_options(con, "zeta")
+    with read_connection(exec_db) as con:
+        assert rollup.current(con, base.model_info(con, "fraud"), ["region"])
+        assert executive.filter_options(con, "zeta") == zeta
 
 
 def test_kpi_vs_loss_matches_numpy(exec_db: Path) -> None:

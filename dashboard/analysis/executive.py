@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lossboard.dashboard.analysis import base, loss
+from lossboard.dashboard.analysis import base, loss, rollup
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.errors import QueryError
 from lossboard.sql import quote_ident
@@ -67,17 +67,41 @@ def filter_options(con: duckdb.DuckDBPyConnection, model: str | None = None) -> 
         raise QueryError(f"no model {model!r} in the database (models: {', '.join(models) or 'none'})")
     if model is None:
         return FilterOptions(models, None, (), {}, None, None, kpis)
+    columns = [column for column, _ in base.columns_with_role(con, "segment")]
+    if rollup.current(con, base.model_info(con, model), columns):
+        return _options_from_rollup(con, models, model, columns, kpis)
     versions = tuple(r[0] for r in con.execute(
         "SELECT model_version FROM predictions WHERE model = ? GROUP BY model_version "
         "ORDER BY min(ts), model_version", [model]).fetchall())
     first_ts, last_ts = con.execute(
         "SELECT min(ts), max(ts) FROM predictions WHERE model = ?", [model]).fetchone()
     segments: dict[str, tuple[str, ...]] = {}
-    for column, _ in base.columns_with_role(con, "segment"):
+    for column in columns:
         col = quote_ident(column)
         rows = con.execute(
             f"SELECT CAST({col} AS VARCHAR) AS value FROM predictions "
             f"WHERE model = ? AND {col} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?",
+            [model, MAX_SEGMENT_VALUES]).fetchall()
+        if rows:
+            segments[column] = tuple(r[0] for r in rows)
+    return FilterOptions(models, model, versions, segments, first_ts, last_ts, kpis)
+
+
+def _options_from_rollup(con: duckdb.DuckDBPyConnection, models: tuple[str, ...], model: str,
+                         columns: list[str], kpis: tuple[str, ...]) -> FilterOptions:
+    """:func:`filter_options` from the hourly rollup's few rows instead of every prediction:
+    the same versions (by first prediction), span and values (by prediction count)."""
+    versions = tuple(r[0] for r in con.execute(
+        "SELECT version FROM rollup WHERE model = ? GROUP BY version "
+        "ORDER BY min(first_us), version", [model]).fetchall())
+    first_ts, last_ts = con.execute(
+        "SELECT make_timestamptz(min(first_us)), make_timestamptz(max(last_us)) FROM rollup "
+        "WHERE model = ?", [model]).fetchone()
+    segments: dict[str, tuple[str, ...]] = {}
+    for i, column in enumerate(columns):
+        rows = con.execute(
+            f"SELECT seg[{i + 1}] AS value FROM rollup WHERE model = ? AND seg[{i + 1}] IS NOT NULL "
+            "GROUP BY 1 ORDER BY sum(n_predictions) DESC, 1 LIMIT ?",
             [model, MAX_SEGMENT_VALUES]).fetchall()
         if rows:
             segments[column] = tuple(r[0] for r in rows)

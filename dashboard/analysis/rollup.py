@@ -113,6 +113,20 @@ def _store_sql(sql: str, segment_columns: Sequence[str]) -> str:
 
 
 # --------------------------------------------------------------------------- reading
+def current(con: duckdb.DuckDBPyConnection, info: ModelInfo,
+            segment_columns: Sequence[str]) -> bool:
+    """Whether readers may take ``info.model``'s sums from the rollup: it exists, was computed
+    by this code for these segment columns, is small enough to help, and no ingest changed
+    its rows since (no dirty mark)."""
+    if not ENABLED or len(_tables(con)) < 3:
+        return False
+    row = con.execute(
+        "SELECT signature, usable, (SELECT count(*) FROM rollup_dirty WHERE model = $m) "
+        "FROM rollup_state WHERE model = $m", {"m": info.model}).fetchone()
+    return (row is not None and row[1] and not row[2]
+            and row[0] == signature(con, info, segment_columns))
+
+
 def source(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
            segment_columns: Sequence[str], points: Sequence[int]
            ) -> tuple[str, dict[str, object]] | None:
@@ -121,14 +135,9 @@ def source(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
     another signature, a segment filter on a column it does not hold, no time range)."""
     from lossboard.dashboard.analysis import cube
 
-    if not ENABLED or base.start is None or base.end is None or len(_tables(con)) < 3:
+    if base.start is None or base.end is None or not current(con, info, segment_columns):
         return None
     if any(c not in segment_columns for c, _ in base.segments):
-        return None
-    row = con.execute(
-        "SELECT signature, usable, (SELECT count(*) FROM rollup_dirty WHERE model = $m) "
-        "FROM rollup_state WHERE model = $m", {"m": info.model}).fetchone()
-    if row is None or not row[1] or row[2] or row[0] != signature(con, info, segment_columns):
         return None
     lo, hi = _us(base.start), _us(base.end)
     if base.maturity_hours is not None:
