@@ -1,7 +1,7 @@
 """Hourly sums kept beside the rows, so that a cube reads whole hours instead of scanning them.
 
 The ``rollup`` table holds, per model, UTC hour, model version and combination of segment
-values, exactly the sums of :func:`cube.fine_sql` (docs/metrics.md, "The rollup"). A cube
+values, exactly the sums of :func:`cube.fine_sql` (docs/metrics.md, "The hourly rollup"). A cube
 (:func:`cube.build`) takes every whole hour of its span from here and reads from the rows
 only the hours a window's end, a split point or the label maturity cuts: the same sums, up to
 the order of floating-point addition (tests/analysis/test_rollup.py).
@@ -170,13 +170,6 @@ def source(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
 
 
 # --------------------------------------------------------------------------- writing
-def mark_sql(prefix: str, relation: str, model: str = "model", ts: str = "ts") -> str:
-    """The statement the ingest runs in a file's transaction: the time range of the rows of
-    ``relation`` (SQL of lossboard's own, never user input), per model, becomes dirty."""
-    return (f"INSERT INTO {prefix}rollup_dirty SELECT {model}, min({ts}), max({ts}) "
-            f"FROM {relation} GROUP BY {model}")
-
-
 @dataclass(frozen=True)
 class Refreshed:
     """What :func:`refresh` did: models recomputed whole or by their dirty hours."""
