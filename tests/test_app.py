@@ -211,6 +211,13 @@ def test_data_health_metrics_match_ingest_report(
     assert any("Models: fraud" in c.value for c in at.caption)
 
 
+def test_data_health_shows_the_rollup_in_use(predictions_db: tuple[Path, IngestReport],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    db, _ = predictions_db
+    table = _frame(_run_app(db, monkeypatch, DATA_HEALTH), {"model", "in_use", "dirty_ranges"})
+    assert table[["model", "in_use", "dirty_ranges"]].values.tolist() == [["fraud", True, 0]]
+
+
 def test_data_health_ingest_runs_table(predictions_db: tuple[Path, IngestReport],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     db, report = predictions_db

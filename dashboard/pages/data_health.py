@@ -7,9 +7,10 @@ query parameters.
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from lossboard.dashboard.analysis import executive, health
+from lossboard.dashboard.analysis import executive, health, rollup
 from lossboard.dashboard.sidebar import current_filter
 from lossboard.dashboard.state import query
 
@@ -55,3 +56,9 @@ st.subheader("Columns")
 st.caption("Your columns and the role lossboard gave them; change one with "
            "`lossboard columns --set COLUMN=ROLE`.")
 st.dataframe(query(health.registered_columns), hide_index=True)
+
+st.subheader("Hourly rollup")
+st.caption("Per model: whether the pages read whole hours from the hourly rollup (in use) or "
+           "scan every row (a rollup that an ingest left to refresh; `lossboard rollup` does "
+           "it). The figures are the same either way; only the speed differs.")
+st.dataframe(pd.DataFrame(query(rollup.status)), hide_index=True)
