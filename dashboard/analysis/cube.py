@@ -278,6 +278,23 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     return Cube(name, base, info, frozenset(points), tuple(segment_columns))
 
 
+def from_rollup(con: duckdb.DuckDBPyConnection, flt: Filter) -> Cube | None:
+    """A cube of ``flt`` alone when the hourly rollup can serve it (a current rollup, a
+    Filter with start and end), else None: callers without a cube of their own then read
+    hours instead of rows (a 30-day daily trend at 10M rows: 0.47 s from the rows). Without
+    the rollup, building a cube costs more than the one scan it would replace."""
+    from lossboard.dashboard.analysis import rollup
+    from lossboard.dashboard.analysis.base import columns_with_role
+
+    flt = resolve_model(con, flt)
+    if flt.start is None or flt.end is None or flt.start >= flt.end:
+        return None
+    columns = [name for name, _ in columns_with_role(con, "segment")]
+    if not rollup.current(con, model_info(con, flt.model), columns):
+        return None
+    return build(con, flt, columns)
+
+
 def _row_statements(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
                     aliases: list[tuple[str, str]], points: list[int], table: str,
                     params: dict[str, object]) -> list[str]:

@@ -387,6 +387,27 @@ def _grouped(con: duckdb.DuckDBPyConnection, flt: Filter, *, key: str, keys: str
     # One key (overall): the AUC is a second statement that can use ranks (_RANK_AUC).
     separate_auc = binary and auc and key == "'all'"
     with_auc = binary and auc and not separate_auc
+    owned = None
+    if cube is None and weighted and threshold == 0.5 and not with_auc and not extra_columns:
+        # No cube given: one of the Filter alone from the hourly rollup, when it is current.
+        from lossboard.dashboard.analysis import cube as cube_module
+        owned = cube = cube_module.from_rollup(con, flt)
+    try:
+        return _grouped_sql(con, flt, info, sql, params, key=key, keys=keys,
+                            key_columns=key_columns, order_by=order_by, min_samples=min_samples,
+                            threshold=threshold, weighted=weighted, binary=binary,
+                            separate_auc=separate_auc, with_auc=with_auc, what=what, cube=cube,
+                            cube_dim=cube_dim, cube_key=cube_key)
+    finally:
+        if owned is not None:
+            owned.drop(con)
+
+
+def _grouped_sql(con: duckdb.DuckDBPyConnection, flt: Filter, info: ModelInfo, sql: str,
+                 params: dict[str, object], *, key: str, keys: str, key_columns: str,
+                 order_by: str, min_samples: int, threshold: float, weighted: bool,
+                 binary: bool, separate_auc: bool, with_auc: bool, what: str,
+                 cube: Cube | None, cube_dim: str, cube_key: str) -> tuple[ModelInfo, pd.DataFrame]:
     rows_sql = sql
     span = "SELECT key, count(*) AS n_predictions, min(ts) AS first_ts, max(ts) AS last_ts FROM preds GROUP BY key"
     if (cube is not None and weighted and threshold == 0.5 and not with_auc

@@ -269,3 +269,45 @@ def test_a_failed_refresh_loses_nothing_and_the_next_ingest_catches_up(tmp_path)
     assert again.files[0].status == "skipped"
     assert again.rollup["partial"] == ["m"]
     assert_current(db)
+
+
+def test_loss_figures_without_a_cube_read_the_rollup(make_db) -> None:
+    """overall, by_bucket and by_version, given no cube, build one from a current rollup (the
+    Executive page's calls): the same figures as from the rows."""
+    from lossboard.dashboard.analysis import loss
+
+    preds, labels = frames(12, 400)
+    db = make_db(preds, labels, segments=("region", "device"))
+    lo = T0 + pd.Timedelta(hours=3, minutes=21)
+    flt = Filter(model="m", start=lo.to_pydatetime(), end=(lo + pd.Timedelta(days=4)).to_pydatetime())
+    built = []
+    real = cube.from_rollup
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        built.append(out is not None)
+        return out
+
+    calls = [lambda con: loss.overall(con, flt, auc=False), lambda con: loss.overall(con, flt),
+             lambda con: loss.by_bucket(con, flt, bucket="day", auc=False),
+             lambda con: loss.by_bucket(con, flt, bucket="hour", auc=False),
+             lambda con: loss.by_version(con, flt, auc=False)]
+    with read_connection(db) as con:
+        for call in calls:
+            with patch.object(cube, "from_rollup", spy):
+                stored = call(con)
+            with patch.object(rollup, "ENABLED", False):
+                scanned = call(con)
+            if isinstance(stored, pd.DataFrame):
+                pd.testing.assert_frame_equal(stored, scanned, check_exact=False, rtol=1e-12,
+                                              atol=1e-12)
+            else:
+                for key, value in vars(stored).items():
+                    other = vars(scanned)[key]
+                    if isinstance(value, float):
+                        assert other == pytest.approx(value, rel=1e-12, abs=1e-12, nan_ok=True), key
+                    else:
+                        assert value == other, key
+        assert built == [True] * len(calls)
+        # No temp table is left behind.
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
