@@ -40,7 +40,7 @@ from lossboard.db import DEFAULT_LOCK_TIMEOUT_S, read_connection, retry_on_lock,
 from lossboard.errors import IngestError, LossboardError
 from lossboard.ingest import readers, schema, validate
 from lossboard.ingest.mapping import (
-    Config, MappingOptions, ResolvedMapping, SourceColumn, is_numeric_type, resolve,
+    Config, MappingOptions, ResolvedMapping, SourceColumn, resolve,
 )
 from lossboard.sql import quote_ident as q
 from lossboard.sql import quote_literal

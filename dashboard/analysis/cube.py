@@ -154,7 +154,7 @@ def _fine_parts(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
     params.update({f"cube_p{i}": p for i, p in enumerate(points)})
     params.update(ls_threshold=0.5, sat_low=sat.DEFAULT_LOW, sat_high=sat.DEFAULT_HIGH,
                   sat_tail=sat.DEFAULT_LOGIT_TAIL, sat_extreme=sat.DEFAULT_LOGIT_EXTREME)
-    extra = "".join(f", {sql} AS {name}" for name, sql in _counts(sat).items())
+    extra = "".join(f", {sql} AS {name}" for name, sql in _counts().items())
     if info.task != "binary":
         params["ls_classes"] = list(info.classes)
     lr = rows.sql
@@ -179,10 +179,12 @@ def _aliases(segment_columns: Sequence[str]) -> list[tuple[str, str]]:
     return [(f"_lb_seg{i}", c) for i, c in enumerate(segment_columns)]
 
 
-def _counts(sat: object) -> dict[str, str]:
+def _counts() -> dict[str, str]:
     # Beside the loss sums: score saturation's counts (default thresholds) and the label
     # counts of labels.coverage, per slot, so those two read the cube as well.
-    return {**sat.SCORE_COUNTS,  # type: ignore[attr-defined]
+    from lossboard.dashboard.analysis.saturation import SCORE_COUNTS
+
+    return {**SCORE_COUNTS,
             "n_lag": "count(CASE WHEN labelled AND label_ts_source = 'file' THEN 1 END)",
             "n_ingest_time": "count(CASE WHEN labelled AND label_ts_source = 'ingest_time' THEN 1 END)"}
 
@@ -201,7 +203,6 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     columns, the whole hours come from it and only the hours cut by a window's end or by the
     label maturity are read from the rows: the same sums (tests/analysis/test_rollup.py)."""
     from lossboard.dashboard.analysis import rollup
-    from lossboard.dashboard.analysis import saturation as sat
     from lossboard.dashboard.analysis.loss import _SUM_NAMES
 
     flt = resolve_model(con, flt)
@@ -219,7 +220,7 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     aliases = _aliases(segment_columns)
     name = f"lb_cube_{next(_counter)}"
     table, fine = quote_ident(name), quote_ident(name + "_fine")
-    counts = _counts(sat)
+    counts = _counts()
     merged = ", ".join(_sum_of(c) for c in (*_SUM_NAMES, *counts))
     light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
     names = {f"cube_name{i}": c for i, (_, c) in enumerate(aliases)}
@@ -303,7 +304,7 @@ def _row_statements(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInf
     sql, p = fine_sql(con, base, info, (), points)
     params.update(p)
     return [f"CREATE TEMP TABLE {table} AS SELECT 'model_version' AS dim, version AS value, "
-            f"* EXCLUDE (version) FROM ({sql})"]
+            f"* EXCLUDE (version) FROM ({sql}) ORDER BY slot, version"]
 
 
 def _segment_statement(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
@@ -322,4 +323,4 @@ def _segment_statement(con: duckdb.DuckDBPyConnection, base: Filter, info: Model
     sets = ", ".join(f"(slot, {quote_ident(a)})" for a, _ in aliases)
     return (f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) {head}"
             f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, light)} "
-            f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets})")
+            f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets}) ORDER BY 1, 2, slot")

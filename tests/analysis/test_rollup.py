@@ -11,7 +11,6 @@ recomputation from scratch; and that a dirty, foreign or failed rollup is never 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from unittest.mock import patch
 
 import duckdb
