@@ -310,3 +310,80 @@ def test_loss_figures_without_a_cube_read_the_rollup(make_db) -> None:
         assert built == [True] * len(calls)
         # No temp table is left behind.
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
+
+
+KILLED_REFRESH = """
+import sys, time
+from lossboard.dashboard.analysis import rollup
+from lossboard.db import write_connection
+
+real = rollup._run
+
+def stalled(con, sql, params):
+    real(con, sql, params)
+    if sql.startswith("INSERT INTO rollup"):
+        print("inside the transaction", flush=True)  # its DELETE and INSERT are done
+        time.sleep(120)
+
+rollup._run = stalled
+with write_connection(sys.argv[1], 10) as con:
+    rollup.refresh(con)
+"""
+
+
+def test_kill_9_inside_a_refresh_leaves_the_old_sums_and_the_marks(make_db) -> None:
+    """A refresh killed after it deleted and rewrote a model's hours, before COMMIT: the
+    database opens with the rollup as it was and the dirty mark still there (so readers scan
+    the rows), and the next refresh makes it current."""
+    import signal
+    import subprocess
+    import sys
+
+    preds, labels = frames(14, 400)
+    db = make_db(preds, labels, segments=("region", "device"))
+    with write_connection(db) as con:
+        # An ingest committed and died before its refresh: its range is marked dirty.
+        con.execute("INSERT INTO rollup_dirty VALUES ('m', ?, ?)",
+                    [T0.to_pydatetime(), (T0 + pd.Timedelta(days=2)).to_pydatetime()])
+        con.execute("UPDATE predictions SET label = NULL, label_ts = NULL, label_ts_source = NULL, "
+                    "label_model = NULL WHERE ts < ?", [(T0 + pd.Timedelta(days=1)).to_pydatetime()])
+    with read_connection(db) as con:
+        before = stored_rollup(con, "m")
+        state = con.execute("SELECT * FROM rollup_state").fetchall()
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_REFRESH, str(db)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "inside the transaction"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with read_connection(db) as con:
+        pd.testing.assert_frame_equal(stored_rollup(con, "m"), before)
+        assert con.execute("SELECT * FROM rollup_state").fetchall() == state
+        assert con.execute("SELECT count(*) FROM rollup_dirty").fetchone()[0] == 1
+        assert rollup.status(con)[0]["in_use"] is False
+        # ... so a cube scans the rows, which hold the change the rollup does not have yet.
+        assert_cube_scans_the_rows(con)
+    result = CliRunner().invoke(app, ["rollup", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert_current(db)
+
+
+def assert_cube_scans_the_rows(con: duckdb.DuckDBPyConnection) -> None:
+    flt = Filter(model="m", start=T0.to_pydatetime(), end=(T0 + pd.Timedelta(days=3)).to_pydatetime())
+    served = []
+    real = rollup.source
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        served.append(out is not None)
+        return out
+
+    with patch.object(rollup, "source", spy):
+        c = cube.build(con, flt, segments.segment_columns(con))
+    c.drop(con)
+    assert served == [False]
