@@ -141,7 +141,12 @@ def test_reader_sees_whole_files_while_an_ingest_runs(seeded_db: Path, tmp_path:
     # Reads kept succeeding through the ingest, between the files' merges (34-49 reads and 4-5
     # distinct counts in a 4.6-6.4 s ingest, measured: docs/concurrency.md)...
     assert len(during) >= 20, (len(during), ingest_s)
-    assert len({n for _, _, n in during}) >= 3, "the reader saw no state between two files"
+    # At least one read landed between two files' merges: a count strictly between the
+    # totals before and after the ingest. (Asking for two such states failed once in a full
+    # parallel test run: under load, one backoff step of a read blocked by a merge can outlast
+    # the next file's staging, the window in which a read gets through.)
+    between = {n for _, _, n in during if totals[0] < n < totals[-1]}
+    assert between, ("the reader saw no state between two files", sorted({n for *_, n in during}))
     # ...and no single read waited longer than the mechanism allows: one merge (each file's,
     # as ingest_runs recorded it) plus one backoff step (at most 1 s x 1.5 jitter), with
     # 0.5 s for the read itself and scheduling (0.68-0.92 s measured: docs/concurrency.md);
