@@ -291,8 +291,9 @@ def from_rollup(con: duckdb.DuckDBPyConnection, flt: Filter) -> Cube | None:
     if flt.start is None or flt.end is None or flt.start >= flt.end:
         return None
     columns = [name for name, _ in columns_with_role(con, "segment")]
-    if not rollup.current(con, model_info(con, flt.model), columns):
-        return None
+    if (any(column not in columns for column, _ in flt.segments)
+            or not rollup.current(con, model_info(con, flt.model), columns)):
+        return None  # the rollup cannot serve it: a cube would scan the rows anyway
     return build(con, flt, columns)
 
 

@@ -11,6 +11,7 @@ recomputation from scratch; and that a dirty, foreign or failed rollup is never 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from unittest.mock import patch
 
 import duckdb
@@ -308,6 +309,12 @@ def test_loss_figures_without_a_cube_read_the_rollup(make_db) -> None:
                     else:
                         assert value == other, key
         assert built == [True] * len(calls)
+        # A Filter on a column the rollup does not hold: no cube (it would scan the rows).
+        odd = replace(flt, segments=(("h1_tanh", "0.5"),))
+        assert cube.from_rollup(con, odd) is None
+        eu = cube.from_rollup(con, replace(flt, segments=(("region", "eu"),)))
+        assert eu is not None
+        eu.drop(con)
         # No temp table is left behind.
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
 
