@@ -11,6 +11,8 @@ recomputation from scratch; and that a dirty, foreign or failed rollup is never 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from unittest.mock import patch
 
@@ -37,18 +39,25 @@ SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
 T0 = pd.Timestamp("2026-10-01T00:00:00Z")
 
 
-def cube_frame(con: duckdb.DuckDBPyConnection, flt: Filter, windows: list[Filter],
-               use_rollup: bool) -> pd.DataFrame:
-    cols = segments.segment_columns(con)
-    served = []
-    real = rollup.source
+@contextmanager
+def answered(owner: object, name: str) -> Iterator[list[bool]]:
+    """Patch ``owner.name`` to record, per call, whether it returned something (not None)."""
+    real = getattr(owner, name)
+    seen: list[bool] = []
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
-        served.append(out is not None)
+        seen.append(out is not None)
         return out
 
-    with patch.object(rollup, "ENABLED", use_rollup), patch.object(rollup, "source", spy):
+    with patch.object(owner, name, spy):
+        yield seen
+
+
+def cube_frame(con: duckdb.DuckDBPyConnection, flt: Filter, windows: list[Filter],
+               use_rollup: bool) -> pd.DataFrame:
+    cols = segments.segment_columns(con)
+    with patch.object(rollup, "ENABLED", use_rollup), answered(rollup, "source") as served:
         c = cube.build(con, flt, cols, windows)
     assert served == [use_rollup], "the rollup should serve exactly when enabled"
     try:
@@ -280,22 +289,16 @@ def test_loss_figures_without_a_cube_read_the_rollup(make_db) -> None:
     db = make_db(preds, labels, segments=("region", "device"))
     lo = T0 + pd.Timedelta(hours=3, minutes=21)
     flt = Filter(model="m", start=lo.to_pydatetime(), end=(lo + pd.Timedelta(days=4)).to_pydatetime())
-    built = []
-    real = cube.from_rollup
-
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        built.append(out is not None)
-        return out
-
     calls = [lambda con: loss.overall(con, flt, auc=False), lambda con: loss.overall(con, flt),
              lambda con: loss.by_bucket(con, flt, bucket="day", auc=False),
              lambda con: loss.by_bucket(con, flt, bucket="hour", auc=False),
              lambda con: loss.by_version(con, flt, auc=False)]
     with read_connection(db) as con:
+        built: list[bool] = []
         for call in calls:
-            with patch.object(cube, "from_rollup", spy):
+            with answered(cube, "from_rollup") as seen:
                 stored = call(con)
+            built += seen
             with patch.object(rollup, "ENABLED", False):
                 scanned = call(con)
             if isinstance(stored, pd.DataFrame):
@@ -382,15 +385,7 @@ def test_kill_9_inside_a_refresh_leaves_the_old_sums_and_the_marks(make_db) -> N
 
 def assert_cube_scans_the_rows(con: duckdb.DuckDBPyConnection) -> None:
     flt = Filter(model="m", start=T0.to_pydatetime(), end=(T0 + pd.Timedelta(days=3)).to_pydatetime())
-    served = []
-    real = rollup.source
-
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        served.append(out is not None)
-        return out
-
-    with patch.object(rollup, "source", spy):
+    with answered(rollup, "source") as served:
         c = cube.build(con, flt, segments.segment_columns(con))
     c.drop(con)
     assert served == [False]
