@@ -383,7 +383,7 @@ def run_rollup_build(con) -> dict:
     from lossboard.dashboard.analysis import base, rollup, segments
 
     sql, params = rollup._fine(con, base.model_info(con, "fraud"), segments.segment_columns(con))
-    used = {k: v for k, v in params.items() if f"${k}" in sql}
+    used = rollup._used(sql, params)
     # Materialized (a TEMP table, as a read-only connection allows): a count(*) over the
     # query would let DuckDB skip computing the sums.
     con.execute(f"CREATE OR REPLACE TEMP TABLE bench_rollup AS {sql}", used)

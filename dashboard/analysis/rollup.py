@@ -139,11 +139,12 @@ def source(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
         return None
     if any(c not in segment_columns for c, _ in base.segments):
         return None
+    # Rows lie in [lo, hi): the label maturity keeps those before end - maturity (Filter.where).
     lo, hi = _us(base.start), _us(base.end)
     if base.maturity_hours is not None:
-        hi = min(hi, hi - round(base.maturity_hours * _H))
+        hi -= round(base.maturity_hours * _H)
+    # The hours read from the rows: those that a boundary off the hour cuts.
     cut = {_floor(p) for p in (*points, lo, hi) if p % _H and lo <= p <= hi}
-    cut = {h for h in cut if h < hi}
     # The model, versions and segment values as conditions on the rollup's own columns (a
     # segment column may be called like one of them, so Filter.where's names cannot be used).
     conds = ["model = $ru_model", "slot >= $ru_lo", "slot < $ru_hi",
@@ -183,15 +184,18 @@ class Refreshed:
                 "seconds": round(self.seconds, 3)}
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> None:
+def _used(sql: str, params: dict[str, object]) -> dict[str, object]:
     # DuckDB refuses parameters a statement does not use: bind only those that appear.
-    con.execute(sql, {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)})
+    return {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> None:
+    con.execute(sql, _used(sql, params))
 
 
 def _columns_of(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> list[str]:
     query = f"SELECT * FROM ({sql}) LIMIT 0"
-    used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", query)}
-    return [d[0] for d in con.execute(query, used).description]
+    return [d[0] for d in con.execute(query, _used(query, params)).description]
 
 
 def refresh(con: duckdb.DuckDBPyConnection, *, rebuild: bool = False) -> Refreshed:
@@ -199,10 +203,9 @@ def refresh(con: duckdb.DuckDBPyConnection, *, rebuild: bool = False) -> Refresh
     dirty hours recomputed, models with another signature (or all, with ``rebuild``)
     recomputed whole; one transaction per model."""
     from lossboard.dashboard.analysis import segments
-
-    t0 = time.perf_counter()
     from lossboard.ingest.schema import ROLLUP_DIRTY_DDL
 
+    t0 = time.perf_counter()
     con.execute(STATE_DDL)
     con.execute(ROLLUP_DIRTY_DDL)  # the ingest's (schema 3); a database of schema 2 lacks it
     segment_columns = segments.segment_columns(con)

@@ -152,7 +152,7 @@ def recomputed(con: duckdb.DuckDBPyConnection, model: str) -> pd.DataFrame:
     sql, params = rollup._fine(con, info, cols)
     store = rollup._store_sql(sql, cols)
     params = {**params, "ru_model": model}
-    used = {k: v for k, v in params.items() if f"${k}" in store}
+    used = rollup._used(store, params)
     frame = con.execute(f"SELECT * EXCLUDE (model) FROM ({store})", used).df()
     frame["seg"] = frame["seg"].map(lambda s: tuple(s))
     return frame.sort_values(["slot", "version", "seg"]).reset_index(drop=True)
