@@ -187,7 +187,7 @@ def refresh_rollup(options: IngestOptions) -> dict[str, Any]:
     try:
         return rollup.refresh_file(options.db_path, options.lock_timeout_s).as_json()
     except (LossboardError, duckdb.Error) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return {"error": f"the hourly rollup was not refreshed ({first}); pages read the rows "
                          "until the next ingest or `lossboard rollup`"}
 
@@ -214,7 +214,7 @@ def ingest_file(src: readers.SourceFile, options: IngestOptions, run_id: str,
     except LossboardError as exc:
         return _record_reject(src, options, run_id, content_hash, str(exc), started, t0)
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         message = f"{src.label}: DuckDB failed while ingesting: {first}"
         return _record_reject(src, options, run_id, content_hash, message, started, t0)
 
@@ -427,8 +427,14 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
                    task=task, snapshot=snap, warnings=tuple(warnings), raw_ordinal=ordinal)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (DuckDB's run on with context), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _unreadable(src: readers.SourceFile, exc: duckdb.Error) -> IngestError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     return IngestError(f"{src.label}: cannot be read as {src.format.upper()}: {text}")
 
 
