@@ -97,6 +97,8 @@ class Cube:
 #: many rows before it is summed down (docs/metrics.md, "One scan per report").
 MAX_COMBINATIONS = 64
 _SAMPLE_ROWS = 2000
+#: The five loss moments (and n_labelled) a segment value's rows hold (segments.py).
+_LIGHT = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
 
 
 def _sum_of(column: str) -> str:
@@ -222,7 +224,6 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
     table, fine = quote_ident(name), quote_ident(name + "_fine")
     counts = _counts()
     merged = ", ".join(_sum_of(c) for c in (*_SUM_NAMES, *counts))
-    light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
     names = {f"cube_name{i}": c for i, (_, c) in enumerate(aliases)}
     whole = (f"INSERT INTO {table} SELECT '' AS dim, NULL AS value, slot, sum(n_predictions), "
              f"min(first_us), max(last_us), "
@@ -255,16 +256,15 @@ def build(con: duckdb.DuckDBPyConnection, flt: Filter, segment_columns: Sequence
         # A (slot, value) row exists when the slot has a labelled row of the value, as the
         # aggregate over the labelled rows below gives.
         statements += [
-            f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) "
+            f"INSERT INTO {table} (dim, value, slot, {', '.join(_LIGHT)}) "
             f"SELECT $cube_name{i}, {quote_ident(a)}, slot, "
-            f"{', '.join(_sum_of(c) for c in light)} FROM {fine} "
+            f"{', '.join(_sum_of(c) for c in _LIGHT)} FROM {fine} "
             f"GROUP BY slot, {quote_ident(a)} HAVING sum(n_labelled) > 0 "
             f"ORDER BY slot, {quote_ident(a)}"
             for i, (a, _) in enumerate(aliases)]
         statements.append(f"DROP TABLE {fine}")
     else:
-        statements = _row_statements(con, base, info, aliases, points, table, params)
-        statements.append(whole)
+        statements = [_row_statement(con, base, info, points, table, params), whole]
         if aliases:
             statements.append(_segment_statement(con, base, info, aliases, points, table, params))
     params.update(names)
@@ -297,15 +297,14 @@ def from_rollup(con: duckdb.DuckDBPyConnection, flt: Filter) -> Cube | None:
     return build(con, flt, columns)
 
 
-def _row_statements(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
-                    aliases: list[tuple[str, str]], points: list[int], table: str,
-                    params: dict[str, object]) -> list[str]:
+def _row_statement(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
+                   points: list[int], table: str, params: dict[str, object]) -> str:
     """Many segment value combinations: the versions' sums straight from the rows (the
     segment columns left out of the key)."""
     sql, p = fine_sql(con, base, info, (), points)
     params.update(p)
-    return [f"CREATE TEMP TABLE {table} AS SELECT 'model_version' AS dim, version AS value, "
-            f"* EXCLUDE (version) FROM ({sql}) ORDER BY slot, version"]
+    return (f"CREATE TEMP TABLE {table} AS SELECT 'model_version' AS dim, version AS value, "
+            f"* EXCLUDE (version) FROM ({sql}) ORDER BY slot, version")
 
 
 def _segment_statement(con: duckdb.DuckDBPyConnection, base: Filter, info: ModelInfo,
@@ -315,13 +314,12 @@ def _segment_statement(con: duckdb.DuckDBPyConnection, base: Filter, info: Model
     aggregate per column: the other columns of these rows stay NULL."""
     from lossboard.dashboard.analysis.loss import hourly_sums_sql
 
-    light = ("n_labelled", "n", "sw", "sw2", "s_loss", "s_loss2")
     head, _, p = _fine_parts(con, base, info, [c for _, c in aliases], points, ())
     params.update(p)
     which = " ".join(f"WHEN grouping({quote_ident(a)}) = 0 THEN $cube_name{i}"
                      for i, (a, _) in enumerate(aliases))
     value = "coalesce(" + ", ".join(quote_ident(a) for a, _ in aliases) + ")"
     sets = ", ".join(f"(slot, {quote_ident(a)})" for a, _ in aliases)
-    return (f"INSERT INTO {table} (dim, value, slot, {', '.join(light)}) {head}"
-            f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, light)} "
+    return (f"INSERT INTO {table} (dim, value, slot, {', '.join(_LIGHT)}) {head}"
+            f"SELECT CASE {which} END, {value}, slot, {hourly_sums_sql(None, _LIGHT)} "
             f"FROM r WHERE labelled GROUP BY GROUPING SETS ({sets}) ORDER BY 1, 2, slot")

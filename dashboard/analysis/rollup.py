@@ -303,10 +303,11 @@ def status(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
                  if "rollup_state" in tables else None)
         dirty = (con.execute("SELECT count(*) FROM rollup_dirty WHERE model = ?", [model]).fetchone()[0]
                  if "rollup_dirty" in tables else 0)
-        current = (state is not None and state[0] == signature(con, model_info(con, model), columns))
-        out.append({"model": model, "in_use": bool(current and state[1] and not dirty),
+        info = model_info(con, model)
+        same_code = state is not None and state[0] == signature(con, info, columns)
+        out.append({"model": model, "in_use": current(con, info, columns),
                     "rows": None if state is None else int(state[2]),
                     "refreshed_at": None if state is None else state[3].isoformat(),
-                    "dirty_ranges": int(dirty), "current_signature": current,
+                    "dirty_ranges": int(dirty), "current_signature": same_code,
                     "small_enough": None if state is None else bool(state[1])})
     return out
