@@ -32,7 +32,7 @@ from lossboard.ingest.load import IngestOptions, ingest
 from lossboard.ingest.mapping import MappingOptions
 
 if TYPE_CHECKING:  # playwright may be missing: then the tests skip, see _chromium_or_skip
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Locator, Page, Request
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -81,6 +81,25 @@ class Traffic:
 
     requests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # Requests asked for and not yet finished or failed. Navigating away while the page still
+    # loads its lazy chunks (Plotly's, the data grid's) makes the browser abort them: that is
+    # the test's doing, not a broken page, so a test waits for this to empty before it leaves.
+    in_flight: set[object] = field(default_factory=set)
+
+    def settle(self, page: Page, quiet_ms: int = 500) -> None:
+        """Until no request has been in flight for `quiet_ms` (page.wait_for_load_state's
+        'networkidle' only covers the first load, not the chunks a rerun fetches later)."""
+        deadline = time.monotonic() + SAMPLE_TIMEOUT_MS / 1000
+        quiet_since = None
+        while True:
+            if self.in_flight:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_ms / 1000:
+                return
+            assert time.monotonic() < deadline, f"requests still in flight: {self.in_flight}"
+            page.wait_for_timeout(100)
 
     def external(self) -> list[str]:
         # data: and blob: URLs never leave the browser.
@@ -100,8 +119,17 @@ def browser_page(tmp_path: Path) -> Iterator[tuple[Page, Traffic]]:
             str(tmp_path / "chromium-profile"), executable_path=executable, headless=True,
             args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1800})
         try:
-            context.on("request", lambda r: traffic.requests.append(r.url))
-            context.on("requestfailed", lambda r: traffic.failed.append(f"{r.url}: {r.failure}"))
+            def started(request: Request) -> None:
+                traffic.requests.append(request.url)
+                traffic.in_flight.add(request)
+
+            def failed(request: Request) -> None:
+                traffic.failed.append(f"{request.url}: {request.failure}")
+                traffic.in_flight.discard(request)
+
+            context.on("request", started)
+            context.on("requestfinished", lambda r: traffic.in_flight.discard(r))
+            context.on("requestfailed", failed)
             page = context.pages[0] if context.pages else context.new_page()
             page.on("websocket", lambda ws: traffic.requests.append(ws.url))
             page.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -292,6 +320,8 @@ def test_onboarding_then_first_ingest_in_browser(
     assert done.returncode == 0, done.stdout + done.stderr
     expect(page.get_by_role("heading", name="On-call")).to_be_visible(timeout=15_000)
     expect(page.get_by_test_id("stException")).to_have_count(0)
+    _wait_idle(page)
+    traffic.settle(page)  # On-call's chart chunks load after its heading shows
     page.goto(server.url + "data-health")
     expect(_metric_value(page, "Predictions")).to_have_text("4")  # the CSV above
     _assert_local_only(traffic)
@@ -362,6 +392,7 @@ def test_every_page_on_the_sample_and_a_shared_url(
     page, traffic = browser_page
     page.set_default_timeout(SAMPLE_TIMEOUT_MS)
     for url_path, title in PAGES:
+        traffic.settle(page)  # leave the last page only once its chunks are in
         page.goto(server.url + url_path)
         expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(**wait)
         # The sidebar wrote the Filter into the URL: every view is a link.
@@ -375,6 +406,7 @@ def test_every_page_on_the_sample_and_a_shared_url(
         assert shot.stat().st_size > 30_000, (title, shot.stat().st_size)
 
     # Executive: the tiles, then a filter change through the sidebar.
+    traffic.settle(page)
     page.goto(server.url + "executive")
     _wait_idle(page)
     expect(_metric_value(page, "Log loss")).to_have_text(re.compile(r"^\d"), **wait)
