@@ -16,7 +16,7 @@ the same thing in the same words.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -342,7 +342,7 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                             f"{corr.kpi} per day beside the daily log loss: "
                             f"{correlation_sentence(corr)}"))
     parts.append('<p class="caption">Made by lossboard from the database as of its newest '
-                 f"prediction; definitions in docs/metrics.md.</p>")
+                 "prediction; definitions in docs/metrics.md.</p>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")

@@ -33,7 +33,7 @@ FILTER = Filter(model="fraud", start="2024-03-02", end="2024-03-09", reference_s
 
 
 @pytest.fixture(scope="module")
-def report_db(exec_db: Path) -> Path:
+def report_db(exec_db: Path) -> Path:  # noqa: F811 - the imported fixture, by name
     """The Executive page tests' database (8 days, 2 versions, 2 regions, a KPI)."""
     return exec_db
 
