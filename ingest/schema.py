@@ -128,10 +128,16 @@ RESERVED_NAMES = frozenset(
 ) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS + LABEL_COPY_COLUMNS) | ANALYSIS_NAMES
 
 
-#: Up to this many labels are copied with an UPDATE by rowid; more rewrite the predictions
-#: table in one pass. DuckDB's UPDATE costs ~1.4 s per million random rows when few, but grows
-#: faster than linearly (8.8M rows in one transaction took 585 s, a rewrite of 10M rows 11 s).
-UPDATE_MAX_ROWS = 200_000
+#: Labels for up to this fraction of the stored predictions are copied by UPDATEs on rowid;
+#: more by rewriting the predictions table in one pass. An UPDATE costs what it touches, a
+#: rewrite what is stored, so a day's labels onto a month of predictions must not rewrite the
+#: month. Measured at 10M stored predictions (DuckDB 2.0.1, docs/benchmarks.md): the last
+#: day's 311k labels 1.3 s by UPDATE against 5.7 s by rewrite; 30% of all labels, spread over
+#: the month, 7.0 against 9.2 s; 50%, 10.7 against 12.0 s; 90%, 17.4 against 15.3 s.
+UPDATE_MAX_FRACTION = 0.5
+#: One UPDATE joins at most about this many labels: the 9M labels in one UPDATE took 13.8 s
+#: (its join spilled past the ingest's memory_limit), in 16 rowid ranges 4.5 s.
+UPDATE_CHUNK_ROWS = 600_000
 
 
 def _data_table_ddl(kind: str) -> str:
@@ -315,25 +321,29 @@ def match_labels(con: duckdb.DuckDBPyConnection, matches_sql: str,
     con.execute(f"CREATE OR REPLACE TEMP TABLE lb_label_matches AS {matches_sql}", params or {})
 
 
-def copy_labels(con: duckdb.DuckDBPyConnection, prefix: str,
-                update_max_rows: int | None = None) -> int:
+def copy_labels(con: duckdb.DuckDBPyConnection, prefix: str) -> int:
     """Copy the labels in ``lb_label_matches`` (:func:`match_labels`) onto their predictions
     (:data:`LABEL_COPY_COLUMNS`), drop the temp table, return how many were copied.
 
     ``prefix`` is the catalog of the predictions table (``"lb.main."`` from the ingest's
     staging connection, ``""`` on the database itself). Run inside the caller's transaction:
-    a crash leaves no half copy. Few labels are written by an UPDATE on rowid; many by
-    rewriting the table in one pass (same DDL, then swapped in), which DuckDB does far faster
-    than a large UPDATE.
+    a crash leaves no half copy. Labels for up to half the stored predictions are written by
+    UPDATEs on rowid (:data:`UPDATE_MAX_FRACTION`); more by rewriting the table in one pass
+    (same DDL, then swapped in), which DuckDB does faster than an UPDATE of most rows.
     """
-    if update_max_rows is None:
-        update_max_rows = UPDATE_MAX_ROWS
     table = f"{prefix}predictions"
-    n = int(con.execute("SELECT count(*) FROM lb_label_matches").fetchone()[0])
+    n, lo, hi = con.execute("SELECT count(*), min(rid), max(rid) FROM lb_label_matches").fetchone()
+    n_stored = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     sets = ", ".join(f"{c} = m.{c}" for c, _ in LABEL_COPY_COLUMNS)
-    if 0 < n <= update_max_rows:
-        con.execute(f"UPDATE {table} SET {sets} FROM lb_label_matches m WHERE {table}.rowid = m.rid")
-    elif n > update_max_rows:
+    if 0 < n <= UPDATE_MAX_FRACTION * n_stored:
+        # Equal-width rowid ranges: labels arrive for a recent stretch of predictions, which
+        # holds contiguous rowids, so the ranges hold about equal numbers of labels.
+        step = (hi - lo) // -(-n // UPDATE_CHUNK_ROWS) + 1
+        for start in range(lo, hi + 1, step):
+            con.execute(f"UPDATE {table} SET {sets} FROM lb_label_matches m "
+                        f"WHERE m.rid >= $lo AND m.rid < $hi AND {table}.rowid = m.rid",
+                        {"lo": start, "hi": start + step})
+    elif n > 0:
         db = prefix.split(".")[0] if prefix else con.execute("SELECT current_database()").fetchone()[0]
         ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE database_name = ? "
                           "AND schema_name = 'main' AND table_name = 'predictions'", [db]).fetchone()[0]

@@ -62,11 +62,21 @@ def _files(tmp_path: Path, seed: int) -> list[tuple[Path, dict]]:
     return files
 
 
-@pytest.mark.parametrize("update_max_rows", [0, 10**9], ids=["rewrite", "update"])
+def _write_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """Force one way of writing the copy: a rewrite of the table, one UPDATE per file, or
+    UPDATEs over rowid ranges of at most 7 labels each (many per file here)."""
+    monkeypatch.setattr(schema, "UPDATE_MAX_FRACTION", 0.0 if path == "rewrite" else float("inf"))
+    monkeypatch.setattr(schema, "UPDATE_CHUNK_ROWS", 7 if path == "chunked" else 10**9)
+
+
+WRITE_PATHS = ["rewrite", "update", "chunked"]
+
+
+@pytest.mark.parametrize("write_path", WRITE_PATHS)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_copy_equals_the_join_in_any_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                seed: int, update_max_rows: int) -> None:
-    monkeypatch.setattr(schema, "UPDATE_MAX_ROWS", update_max_rows)
+                                                seed: int, write_path: str) -> None:
+    _write_path(monkeypatch, write_path)
     db = tmp_path / "lb.duckdb"
     for path, flags in _files(tmp_path, seed):
         result = ingest_one(db, path, **flags)
@@ -85,23 +95,24 @@ def test_copy_equals_the_join_in_any_file_order(tmp_path: Path, monkeypatch: pyt
 def test_both_write_paths_give_the_same_table_and_metrics(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     tables, losses = [], []
-    for limit in (0, 10**9):
-        monkeypatch.setattr(schema, "UPDATE_MAX_ROWS", limit)
-        db = tmp_path / f"lb-{limit}.duckdb"
-        folder = tmp_path / str(limit)
+    for write_path in WRITE_PATHS:
+        _write_path(monkeypatch, write_path)
+        db = tmp_path / f"lb-{write_path}.duckdb"
+        folder = tmp_path / write_path
         folder.mkdir()
         for path, flags in _files(folder, 7):
             ingest_one(db, path, **flags)
         tables.append(query(db, "SELECT * FROM predictions ORDER BY ALL"))
         with read_connection(db) as con:
             losses.append(loss.overall(con, Filter(model="m")).log_loss)
-    assert tables[0] == tables[1]
-    assert losses[0] == pytest.approx(losses[1], rel=1e-12) and losses[0] is not None
+    assert tables[0] == tables[1] == tables[2]
+    assert losses[0] is not None
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12) == pytest.approx(losses[2], rel=1e-12)
 
 
 def test_rewrite_keeps_columns_types_and_constraints(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schema, "UPDATE_MAX_ROWS", 0)
+    _write_path(monkeypatch, "rewrite")
     db = tmp_path / "lb.duckdb"
     ingest_one(db, write_csv(tmp_path, "p.csv", "request_id,ts,p,region,x\na,2026-01-01,0.2,eu,1.5\n"
                                                 "b,2026-01-01,0.7,us,2.5\n"),
@@ -121,10 +132,10 @@ def test_rewrite_keeps_columns_types_and_constraints(tmp_path: Path,
     assert scalar(db, "SELECT count(*) FROM predictions") == 3
 
 
-@pytest.mark.parametrize("update_max_rows", [0, 10**9], ids=["rewrite", "update"])
+@pytest.mark.parametrize("write_path", WRITE_PATHS)
 def test_a_crash_mid_copy_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         update_max_rows: int) -> None:
-    monkeypatch.setattr(schema, "UPDATE_MAX_ROWS", update_max_rows)
+                                         write_path: str) -> None:
+    _write_path(monkeypatch, write_path)
     db = tmp_path / "lb.duckdb"
     ingest_one(db, write_csv(tmp_path, "p.csv", "request_id,ts,p\na,2026-01-01,0.2\nb,2026-01-01,0.7\n"),
                model="m", model_version="v1")

@@ -70,6 +70,11 @@ def columns_with_role(con: duckdb.DuckDBPyConnection, role: str) -> list[tuple[s
         [role]).fetchall()]
 
 
+def segment_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The registered segment columns of the predictions table, by name."""
+    return [name for name, _ in columns_with_role(con, "segment")]
+
+
 def model_info(con: duckdb.DuckDBPyConnection, model: str) -> ModelInfo:
     row = con.execute("SELECT task, classes FROM models WHERE model = ?", [model]).fetchone()
     if row is None:

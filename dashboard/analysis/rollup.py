@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 from lossboard.dashboard.analysis.base import ModelInfo, model_info
+from lossboard.dashboard.analysis.base import segment_columns as registered_segments
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.sql import quote_ident
 
@@ -202,13 +203,12 @@ def refresh(con: duckdb.DuckDBPyConnection, *, rebuild: bool = False) -> Refresh
     """Bring the rollup of every model up to date on ``con`` (read-write, the database itself):
     dirty hours recomputed, models with another signature (or all, with ``rebuild``)
     recomputed whole; one transaction per model."""
-    from lossboard.dashboard.analysis import segments
     from lossboard.ingest.schema import ROLLUP_DIRTY_DDL
 
     t0 = time.perf_counter()
     con.execute(STATE_DDL)
     con.execute(ROLLUP_DIRTY_DDL)  # the ingest's (schema 3); a database of schema 2 lacks it
-    segment_columns = segments.segment_columns(con)
+    segment_columns = registered_segments(con)
     models = [r[0] for r in con.execute("SELECT model FROM models ORDER BY model").fetchall()]
     whole: list[str] = []
     partial: list[str] = []
@@ -291,11 +291,9 @@ def refresh_file(db_path: str | Path, timeout_s: float, *, rebuild: bool = False
 def status(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     """Per model: whether readers use its rollup now, its rows, when it was refreshed, and the
     time ranges waiting for a refresh."""
-    from lossboard.dashboard.analysis import segments
-
     tables = _tables(con)
     models = [r[0] for r in con.execute("SELECT model FROM models ORDER BY model").fetchall()]
-    columns = segments.segment_columns(con)
+    columns = registered_segments(con)
     out = []
     for model in models:
         state = (con.execute("SELECT signature, usable, n_rows, refreshed_at FROM rollup_state "

@@ -35,9 +35,8 @@ CHANGE_COLUMNS = ["column", "value", "share_reference", "share_current", "log_lo
                   "n_reference", "n_current"]
 
 
-def segment_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The registered segment columns of the predictions table, by name."""
-    return [name for name, _ in base.columns_with_role(con, "segment")]
+# Defined in base so the ingest's rollup refresh need not import this module (scipy, 0.4 s).
+segment_columns = base.segment_columns
 
 
 def _check_column(con: duckdb.DuckDBPyConnection, column: str) -> None:
