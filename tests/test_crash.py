@@ -209,3 +209,81 @@ def test_repeated_kills_then_rerun(big_csv: Path, seeded_db: Path, tmp_path: Pat
     # And the file is now known: a second run skips it.
     again = subprocess.run(ingest_cmd(db, big_csv), capture_output=True, text=True, timeout=120)
     assert json.loads(again.stdout)["files"][0]["status"] == "skipped"
+
+
+# --------------------------------------------------------------------------- labels
+N_LABELS = 700_000  # under half the stored predictions: copied by UPDATEs (2 rowid ranges)
+
+
+def write_labels(path: Path) -> Path:
+    con = duckdb.connect()
+    try:
+        con.execute(f"""COPY (
+            SELECT 'r' || ({N_EXISTING} + 2 * i) AS request_id, (i * 7919) % 3 = 0 AS label
+            FROM range({N_LABELS}) t(i)) TO '{path}' (HEADER)""")
+    finally:
+        con.close()
+    return path
+
+
+def labels_cmd(db: Path, path: Path) -> list[str]:
+    return cli("ingest", "--db", str(db), str(path), "--kind", "labels", "--json")
+
+
+def label_state(db: Path) -> tuple[int, int, bool]:
+    """(stored labels, predictions carrying one, whether the copy equals the join)."""
+    with read_connection(db, timeout_s=10) as con:
+        n_labels = con.execute("SELECT count(*) FROM labels").fetchone()[0]
+        n_copied = con.execute("SELECT count(*) FROM predictions WHERE label IS NOT NULL").fetchone()[0]
+        differ = con.execute("""SELECT count(*) FROM predictions p
+            LEFT JOIN labels l ON l.request_id = p.request_id
+            WHERE p.label IS DISTINCT FROM l.label OR p.label_ts IS DISTINCT FROM l.label_ts""").fetchone()[0]
+    return n_labels, n_copied, differ == 0
+
+
+@pytest.fixture(scope="module")
+def predictions_db(big_csv: Path, seeded_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("crash_labels") / "predictions.duckdb"
+    shutil.copyfile(seeded_db, db)
+    done = subprocess.run(ingest_cmd(db, big_csv), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+def test_kill_during_a_label_copy_leaves_before_or_after(predictions_db: Path, tmp_path: Path) -> None:
+    """Labels copied by UPDATE and committed as a checkpoint (ingest/load.py): SIGKILL at
+    points spread over the merge leaves the database either without the file or with all of
+    it, never a label without its copy; the merge's length is measured on a clean run first."""
+    labels = write_labels(tmp_path / "labels.csv")
+    clean = tmp_path / "clean.duckdb"
+    shutil.copyfile(predictions_db, clean)
+    proc = subprocess.Popen(labels_cmd(clean, labels), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_for(lambda: is_locked(clean), proc, "lock on the database", 0.005)
+    locked_at = time.monotonic()
+    assert proc.wait(timeout=120) == 0
+    merge_s = time.monotonic() - locked_at
+    assert label_state(clean) == (N_LABELS, N_LABELS, True)
+
+    inside = 0
+    for fraction in (0.2, 0.5, 0.8, 0.95):
+        db = tmp_path / f"killed-{fraction}.duckdb"
+        shutil.copyfile(predictions_db, db)
+        proc = subprocess.Popen(labels_cmd(db, labels), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: is_locked(db), proc, "lock on the database", 0.005)
+            time.sleep(fraction * merge_s)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                inside += 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+        assert label_state(db) in ((0, 0, True), (N_LABELS, N_LABELS, True)), f"killed at {fraction}"
+        # Whatever the kill left, a re-run ends with every label copied once.
+        done = subprocess.run(labels_cmd(db, labels), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert label_state(db) == (N_LABELS, N_LABELS, True)
+    assert inside >= 2, f"only {inside} of 4 kills landed before the ingest ended ({merge_s:.2f} s)"
