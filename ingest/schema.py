@@ -131,10 +131,11 @@ RESERVED_NAMES = frozenset(
 #: Labels for up to this fraction of the stored predictions are copied by UPDATEs on rowid;
 #: more by rewriting the predictions table in one pass. An UPDATE costs what it touches, a
 #: rewrite what is stored, so a day's labels onto a month of predictions must not rewrite the
-#: month. Measured at 10M stored predictions (DuckDB 2.0.1, docs/benchmarks.md): the last
-#: day's 311k labels 1.3 s by UPDATE against 5.7 s by rewrite; 30% of all labels, spread over
-#: the month, 7.0 against 9.2 s; 50%, 10.7 against 12.0 s; 90%, 17.4 against 15.3 s.
-UPDATE_MAX_FRACTION = 0.5
+#: month. Measured at 10M stored predictions (DuckDB 2.0.1, whole ingest, docs/benchmarks.md):
+#: the last day's 311k labels 0.8 s by UPDATE against 5.7 s by rewrite; labels for 45% of
+#: the predictions, spread over the month, 7.9 against 12.0 s; 63%, 11.3 against 12.4 s;
+#: 90%, 17.4 against 15.3 s.
+UPDATE_MAX_FRACTION = 0.7
 #: One UPDATE joins at most about this many labels: the 9M labels in one UPDATE took 13.8 s
 #: (its join spilled past the ingest's memory_limit), in 16 rowid ranges 4.5 s.
 UPDATE_CHUNK_ROWS = 600_000
@@ -327,7 +328,7 @@ def copy_labels(con: duckdb.DuckDBPyConnection, prefix: str) -> int:
 
     ``prefix`` is the catalog of the predictions table (``"lb.main."`` from the ingest's
     staging connection, ``""`` on the database itself). Run inside the caller's transaction:
-    a crash leaves no half copy. Labels for up to half the stored predictions are written by
+    a crash leaves no half copy. Labels for up to 70% of the stored predictions are written by
     UPDATEs on rowid (:data:`UPDATE_MAX_FRACTION`); more by rewriting the table in one pass
     (same DDL, then swapped in), which DuckDB does faster than an UPDATE of most rows.
     """

@@ -212,7 +212,7 @@ def test_repeated_kills_then_rerun(big_csv: Path, seeded_db: Path, tmp_path: Pat
 
 
 # --------------------------------------------------------------------------- labels
-N_LABELS = 700_000  # under half the stored predictions: copied by UPDATEs (2 rowid ranges)
+N_LABELS = 700_000  # 47% of the stored predictions: copied by UPDATEs (2 rowid ranges)
 
 
 def write_labels(path: Path) -> Path:
