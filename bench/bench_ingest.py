@@ -60,8 +60,6 @@ SELECT
 FROM range($n) t(i)
 """
 
-# Labels are drawn from the predictions (P(fraud) = the score, so the model is calibrated)
-# and arrive 1 to 30 days after the score.
 #: What the benchmark ingests: predictions, then all their labels in one file (the issue's
 #: case), and, on a database holding only the predictions, the labels of one day's
 #: predictions (how labels arrive in production: the cost of a labels file must follow the
@@ -78,6 +76,8 @@ SEMI JOIN (SELECT event_id FROM read_parquet($predictions)
                               FROM read_parquet($predictions))) p
   ON p.event_id = l.event_id"""
 
+# Labels are drawn from the predictions (P(fraud) = the score, so the model is calibrated)
+# and arrive 1 to 30 days after the score.
 LABELS_SQL = """
 SELECT event_id,
        CASE WHEN random() < least(fraud_score, 1.0) THEN 1 ELSE 0 END AS is_fraud,
