@@ -40,7 +40,7 @@ from lossboard.db import DEFAULT_LOCK_TIMEOUT_S, read_connection, retry_on_lock,
 from lossboard.errors import IngestError, LossboardError
 from lossboard.ingest import readers, schema, validate
 from lossboard.ingest.mapping import (
-    Config, MappingOptions, ResolvedMapping, SourceColumn, resolve,
+    Config, MappingOptions, ResolvedMapping, SourceColumn, numeric_candidates, resolve,
 )
 from lossboard.sql import quote_ident as q
 from lossboard.sql import quote_literal
@@ -95,6 +95,8 @@ class IngestReport:
     #: rollup.Refreshed.as_json() of the refresh after the files, or {"error": ...}; None
     #: when no file reached the database.
     rollup: dict[str, Any] | None = None
+    #: Files a directory or glob held that are of no type lossboard reads (not ingested).
+    ignored: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,7 @@ class IngestReport:
                 {**asdict(f), "new_columns": list(f.new_columns)} for f in self.files
             ],
             "rollup": self.rollup,
+            "ignored": list(self.ignored),
         }
 
 
@@ -158,9 +161,10 @@ def ingest(targets: list[str | Path], options: IngestOptions,
     run_id = uuid.uuid4().hex[:12]
     sources: list[readers.SourceFile] = []
     results: list[FileResult] = []
+    ignored: list[Path] = []
     for target in targets:
         try:
-            sources.extend(readers.expand(target))
+            sources.extend(readers.expand(target, ignored))
         except IngestError as exc:
             results.append(FileResult(path=str(target), status="rejected", message=str(exc)))
     for i, src in enumerate(sources):
@@ -173,7 +177,7 @@ def ingest(targets: list[str | Path], options: IngestOptions,
         sink.stage("summing hours", None)
         rollup = refresh_rollup(options)
     return IngestReport(run_id=run_id, db_path=str(options.db_path), files=tuple(results),
-                        rollup=rollup)
+                        rollup=rollup, ignored=tuple(str(p) for p in ignored))
 
 
 def refresh_rollup(options: IngestOptions) -> dict[str, Any]:
@@ -363,7 +367,8 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
     registered_roles = {}
     for kind in ([kind_hint] if kind_hint else schema.KINDS):
         registered_roles.update({n: c.role for n, c in snap.columns[kind].items()})
-    columns = [SourceColumn(n, t) for n, t in sniffed]
+    shares = _numeric_shares(con, src, [SourceColumn(n, t) for n, t in sniffed])
+    columns = [SourceColumn(n, t, numeric_share=shares.get(n)) for n, t in sniffed]
     # Resolve once before reading: a file lacking a required field is rejected right away.
     mapping = resolve(src.label, columns, options.flags, options.config, registered_roles)
     _set_timezone(con, mapping.timezone, src.label)
@@ -382,8 +387,12 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
                                {"path": str(src.path)}, lambda f: sink.stage("reading", f))
     except duckdb.Error as exc:
         raise _unreadable(src, exc) from exc
+    if not in_place:
+        sniffed = _unjson_raw(con, sniffed)
+        sniffed_types = dict(sniffed)
+        ordinal = _expose_row_order(con)
     raw_types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()
-                 if not (in_place and r[0] == ordinal)}
+                 if not (ordinal != "rowid" and r[0] == ordinal)}
     n_parsed = con.execute("SELECT count(*) FROM raw").fetchone()[0]
     rejects = _reject_lines(con) if src.format in ("csv", "tsv") else []
 
@@ -396,7 +405,7 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
         sel = ", ".join(f"approx_count_distinct({q(n)})" for n in text_unnamed)
         distinct = dict(zip(text_unnamed, con.execute(f"SELECT {sel} FROM raw").fetchone()))
     registered_roles = {n: c.role for n, c in reg.items()}
-    columns = [SourceColumn(n, t, distinct.get(n)) for n, t in sniffed]
+    columns = [SourceColumn(n, t, distinct.get(n), shares.get(n)) for n, t in sniffed]
     mapping = resolve(src.label, columns, options.flags, options.config, registered_roles)
 
     extras, new_extras, warnings = _plan_extras(mapping, raw_types, sniffed_types, reg, src)
@@ -407,7 +416,8 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
               "model_version": mapping.constants.get("model_version"), "n_classes": n_classes,
               "registry_models": [m[0] for m in snap.models],
               "registry_tasks": [m[1] for m in snap.models],
-              "registry_classes": [m[2] for m in snap.models]}
+              "registry_classes": [m[2] for m in snap.models],
+              "registry_labels": validate.registry_labels(snap.models)}
     used = {k: v for k, v in params.items() if f"${k}" in staging.sql}
     if in_place:
         # The file is read by this statement, so a damaged file fails here.
@@ -425,6 +435,70 @@ def _stage(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
     return _Staged(mapping=mapping, extras=extras, new_extras=new_extras,
                    n_read=n_parsed + len(rejects), n_rejects=len(rejects), classes=classes,
                    task=task, snapshot=snap, warnings=tuple(warnings), raw_ordinal=ordinal)
+
+
+#: Rows of the file that measure a text column's numeric share (:func:`_numeric_shares`).
+NUMERIC_SHARE_SAMPLE_ROWS = 100_000
+
+
+def _numeric_shares(con: duckdb.DuckDBPyConnection, src: readers.SourceFile,
+                    columns: list[SourceColumn]) -> dict[str, float]:
+    """For text columns named like a numeric field (a score, a weight, a KPI value): the share
+    of their non-blank values, in the file's first rows, that read as numbers.
+
+    DuckDB types a column as text when its type sample holds one value that is not a number,
+    and auto-detection then found no score at all: the whole file was rejected for that one
+    row. With the share, such a column is the score and the row goes to the quarantine
+    (mapping.NUMERIC_TEXT_MIN_SHARE)."""
+    names = numeric_candidates(columns)
+    if not names:
+        return {}
+    types = {c.name: c.sql_type for c in columns}
+    parts = []
+    for n in names:
+        text = f"trim({validate.as_text(q(n), types[n])})"
+        parts.append(f"count(TRY_CAST({text} AS DOUBLE)) / greatest(count(NULLIF({text}, '')), 1)")
+    sql = (f"SELECT {', '.join(parts)} FROM (SELECT * FROM {readers.reader_sql(src, typed=True)} "
+           f"LIMIT {NUMERIC_SHARE_SAMPLE_ROWS})")
+    try:
+        row = con.execute(sql, {"path": str(src.path)}).fetchone()
+    except duckdb.Error as exc:
+        raise _unreadable(src, exc) from exc
+    return {n: float(v) for n, v in zip(names, row)}
+
+
+def _expose_row_order(con: duckdb.DuckDBPyConnection) -> str:
+    """The column of ``raw`` (a copy of the file, in file order) that numbers its rows from 0.
+
+    That is DuckDB's ``rowid``, unless the file has a column of that name, which hides it (the
+    staging then read the user's values as row numbers and failed). Then the copy is renamed
+    and ``raw`` becomes a view giving the row id as :data:`readers.FILE_ROW_COLUMN`, beside
+    the user's column under its own name."""
+    cols = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
+    user_rowid = next((c for c in cols if c.lower() == "rowid"), None)
+    if user_rowid is None:
+        return "rowid"
+    hidden = "_lb_user_rowid"
+    con.execute(f"ALTER TABLE raw RENAME COLUMN {q(user_rowid)} TO {hidden}")
+    con.execute("ALTER TABLE raw RENAME TO raw_rows")
+    con.execute(f"CREATE VIEW raw AS SELECT rowid AS {readers.FILE_ROW_COLUMN}, "
+                f"* RENAME ({hidden} AS {q(user_rowid)}) FROM raw_rows")
+    return readers.FILE_ROW_COLUMN
+
+
+def _unjson_raw(con: duckdb.DuckDBPyConnection, sniffed: list[tuple[str, str]]
+                ) -> list[tuple[str, str]]:
+    """Turn the JSON-typed columns of ``raw`` into plain text, and say so in ``sniffed``.
+
+    DuckDB's JSON reader types a field whose values mix kinds (a timestamp written as text on
+    one line and as epoch seconds on the next, a score as 0.5 and "0.5") as JSON, whose text
+    keeps the quotes: every rule then saw ``"2026-11-01T00:00:00Z"`` and quarantined valid
+    rows as bad_ts. As text the values go through the same rules as a CSV's."""
+    json_cols = [r[0] for r in con.execute("DESCRIBE raw").fetchall() if r[1].upper() == "JSON"]
+    for name in json_cols:
+        con.execute(f"ALTER TABLE raw ALTER {q(name)} TYPE VARCHAR "
+                    f"USING json_extract_string({q(name)}, '$')")
+    return [(n, "VARCHAR" if n in json_cols else t) for n, t in sniffed]
 
 
 def first_line(exc: BaseException) -> str:
@@ -467,10 +541,16 @@ def _plan_extras(mapping: ResolvedMapping, raw_types: dict[str, str], sniffed: d
                  registered: dict[str, schema.ColumnInfo], src: readers.SourceFile
                  ) -> tuple[list[validate.ExtraColumn], list[validate.ExtraColumn], list[str]]:
     extras, new, warnings = [], [], []
+    # DuckDB's identifiers ignore case: a later file's REGION is the registered region (adding
+    # it as a new column failed with "already exists"), and a Label collides with label.
+    reserved = {n.lower() for n in schema.RESERVED_NAMES}
+    by_lower = {n.lower(): n for n in registered}
     for i, (name, role) in enumerate(mapping.roles.items()):
-        target = name if name not in schema.RESERVED_NAMES and not name.startswith("_lb_") else f"src_{name}"
+        collides = name.lower() in reserved or name.lower().startswith("_lb_")
+        target = f"src_{name}" if collides else name
         if target != name:
             warnings.append(f"column {name!r} collides with a lossboard field and is stored as {target!r}")
+        target = by_lower.get(target.lower(), target)
         reg = registered.get(target)
         if role == "pii" and reg is not None and reg.role != "pii":
             # Hashing only the new rows would leave the column half raw, half hashed.

@@ -255,31 +255,57 @@ class SourceColumn:
     name: str
     sql_type: str
     n_distinct: int | None = None
+    #: For a text column that could be a numeric field by its name: the share of its non-blank
+    #: values that read as numbers (None: not measured yet, before the file is read).
+    numeric_share: float | None = None
 
 
 # Fields whose auto-detected column must have a plausible type: a text column called
 # "prediction" holding class names must not become the probability.
 _NUMERIC_FIELDS = frozenset({"p", "logit", "weight", "value"})
 
+#: A text column counts as numeric for auto-detection when at least this share of its
+#: non-blank values read as numbers: one "abc" among scores makes the reader type the column
+#: as text, and that row belongs in the quarantine (bad_score), not the whole file in the bin.
+#: A majority, because a short file with one bad score has a low share (2 of 3), while a text
+#: column of class names that the guard above is for has a share near 0.
+NUMERIC_TEXT_MIN_SHARE = 0.5
+
+
+def numeric_candidates(columns: list[SourceColumn]) -> list[str]:
+    """Text columns whose name could make them a numeric field: their numeric share decides
+    (:data:`NUMERIC_TEXT_MIN_SHARE`), so the ingest measures it before resolving."""
+    names = {_norm(c) for f in _NUMERIC_FIELDS for c in _AUTO_NAMES[f]}
+    return [c.name for c in columns if _is_text_type(c.sql_type) and _norm(c.name) in names]
+
+
+def _is_text_type(sql_type: str) -> bool:
+    return sql_type.upper() in ("VARCHAR", "JSON")
+
 
 def _auto_detect(field_name: str, by_norm: dict[str, str], taken: set[str],
-                 types: dict[str, str] | None = None) -> str | None:
+                 types: dict[str, str] | None = None,
+                 shares: dict[str, float | None] | None = None) -> str | None:
     for candidate in _AUTO_NAMES[field_name]:
         col = by_norm.get(_norm(candidate))
         if col is None or col in taken:
             continue
         sql_type = (types or {}).get(col, "").upper()
         if field_name in _NUMERIC_FIELDS and types is not None and not is_numeric_type(sql_type):
-            continue
+            # A text column qualifies by its values (numeric_share, measured by the ingest).
+            share = (shares or {}).get(col)
+            if not _is_text_type(sql_type) or share is None or share < NUMERIC_TEXT_MIN_SHARE:
+                continue
         if field_name == "probs" and types is not None and not sql_type.endswith("[]"):
             continue
         return col
     return None
 
 
-def _detect_kind(columns: list[str], types: dict[str, str]) -> str | None:
+def _detect_kind(columns: list[str], types: dict[str, str],
+                 shares: dict[str, float | None]) -> str | None:
     by_norm = {_norm(c): c for c in columns}
-    has = {f: _auto_detect(f, by_norm, set(), types) is not None for f in _AUTO_NAMES}
+    has = {f: _auto_detect(f, by_norm, set(), types, shares) is not None for f in _AUTO_NAMES}
     if has["p"] or has["logit"] or has["probs"]:
         return "predictions"
     if has["label"]:
@@ -333,8 +359,9 @@ def resolve(
     present = set(names)
     file_name = Path(file_label).name
     cfg = config.source_for(file_name, flags.kind) or MappingOptions()
+    shares = {c.name: c.numeric_share for c in columns}
     kind = flags.kind or cfg.kind or _kind_from_user(flags, cfg) or _detect_kind(
-        names, {c.name: c.sql_type for c in columns}
+        names, {c.name: c.sql_type for c in columns}, shares
     )
     if kind is None:
         raise IngestError(
@@ -382,9 +409,9 @@ def resolve(
             continue
         if kind == "predictions" and fld in ("p", "logit", "probs") and class_probs:
             continue
-        col = _auto_detect(fld, by_norm, taken, types)
+        col = _auto_detect(fld, by_norm, taken, types, shares)
         if col is None and kind == "labels" and fld == "label_ts":
-            col = _auto_detect("ts", by_norm, taken, types)
+            col = _auto_detect("ts", by_norm, taken, types, shares)
         if col is not None:
             fields[fld] = col
             sources[fld] = "auto"
@@ -406,14 +433,15 @@ def resolve(
                 explicit_roles.setdefault(col, (role, origin))
     roles: dict[str, str] = {}
     role_sources: dict[str, str] = {}
-    registered_roles = registered_roles or {}
+    # Case-insensitive, as DuckDB's identifiers: a later file's REGION is the registered region.
+    registered_lower = {n.lower(): r for n, r in (registered_roles or {}).items()}
     for col in columns:
         if col.name in taken:
             continue
         if col.name in explicit_roles:
             roles[col.name], role_sources[col.name] = explicit_roles[col.name]
-        elif col.name in registered_roles:
-            roles[col.name], role_sources[col.name] = registered_roles[col.name], "registry"
+        elif col.name.lower() in registered_lower:
+            roles[col.name], role_sources[col.name] = registered_lower[col.name.lower()], "registry"
         else:
             roles[col.name], role_sources[col.name] = infer_role(col), "inferred"
     classes = flags.classes or cfg.classes or tuple(c for c, _ in class_probs)

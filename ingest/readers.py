@@ -29,9 +29,13 @@ from lossboard.errors import IngestError
 
 _FORMATS: tuple[tuple[str, str], ...] = (
     (".csv.gz", "csv"), (".csv", "csv"), (".tsv.gz", "tsv"), (".tsv", "tsv"),
-    (".tab", "tsv"), (".txt.gz", "csv"), (".parquet", "parquet"), (".pq", "parquet"),
+    (".tab.gz", "tsv"), (".tab", "tsv"), (".txt.gz", "csv"),
+    (".parquet", "parquet"), (".pq", "parquet"),
     (".jsonl.gz", "json"), (".jsonl", "json"), (".ndjson.gz", "json"), (".ndjson", "json"),
     (".json.gz", "json"), (".json", "json"),
+    # zstd: DuckDB's CSV and JSON readers decompress it by the file's extension, as gzip.
+    (".csv.zst", "csv"), (".tsv.zst", "tsv"), (".jsonl.zst", "json"), (".ndjson.zst", "json"),
+    (".json.zst", "json"),
 )
 SUPPORTED_SUFFIXES = tuple(s for s, _ in _FORMATS)
 _HIVE_PART = re.compile(r"^[^=/]+=[^/]*$")
@@ -70,22 +74,36 @@ def _is_data_file(path: Path) -> bool:
             and detect_format(path) is not None)
 
 
-def expand(target: str | Path) -> list[SourceFile]:
+def _is_unknown(path: Path) -> bool:
+    """A file a directory or glob holds that is not hidden and of no type lossboard reads."""
+    return (path.is_file() and not path.name.startswith((".", "_"))
+            and detect_format(path) is None)
+
+
+def expand(target: str | Path, ignored: list[Path] | None = None) -> list[SourceFile]:
     """The files ``target`` names: a file, a glob pattern, or a directory (recursive).
 
     Files are returned sorted by path so that ingest order (and so which of two conflicting
-    rows is kept) does not depend on the file system's listing order.
+    rows is kept) does not depend on the file system's listing order. Files of a directory
+    or glob that are of no known type (not hidden: ``_SUCCESS`` and ``.crc`` files are
+    bookkeeping) are appended to ``ignored``, so that the user hears of them.
     """
     text = str(target)
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if _is_data_file(p))
+        found = sorted(path.rglob("*"))
+        files = [p for p in found if _is_data_file(p)]
+        if ignored is not None:
+            ignored.extend(p for p in found if _is_unknown(p))
         root = path
         if not files:
             raise IngestError(f"{text}: directory holds no files lossboard can read "
                               f"(supported: {', '.join(SUPPORTED_SUFFIXES)})")
     elif any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in globlib.glob(text, recursive=True) if _is_data_file(Path(p)))
+        found = sorted(Path(p) for p in globlib.glob(text, recursive=True))
+        files = [p for p in found if _is_data_file(p)]
+        if ignored is not None:
+            ignored.extend(p for p in found if _is_unknown(p))
         root = Path(text.split("*")[0].split("?")[0].split("[")[0] or ".")
         if not files:
             raise IngestError(f"{text}: the pattern matches no readable file")
@@ -153,6 +171,10 @@ def describe(con: duckdb.DuckDBPyConnection, src: SourceFile) -> list[tuple[str,
 
     Raises :class:`IngestError` when DuckDB cannot read the file at all.
     """
+    if src.path.stat().st_size == 0:
+        # DuckDB reads an empty CSV as one column named column0 and an empty JSON file as
+        # one named json, and the messages that followed named those.
+        raise IngestError(f"{src.label}: the file is empty (0 bytes); there is nothing to ingest")
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {reader_sql(src, typed=True)}",
                            {"path": str(src.path)}).fetchall()

@@ -123,9 +123,12 @@ LABEL_COPY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("label_model", "VARCHAR"),
 )
 
+#: ``rowid`` too: a stored column of that name would hide DuckDB's row id, which the label
+#: copy writes by (:func:`copy_labels`).
 RESERVED_NAMES = frozenset(
     name for cols in CONTRACT_COLUMNS.values() for name, _ in cols
-) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS + LABEL_COPY_COLUMNS) | ANALYSIS_NAMES
+) | frozenset(name for name, _ in BOOKKEEPING_COLUMNS + LABEL_COPY_COLUMNS) | ANALYSIS_NAMES | {
+    "rowid"}
 
 
 #: Labels for up to this fraction of the stored predictions are copied by UPDATEs on rowid;
@@ -414,6 +417,17 @@ def set_column_role(con: duckdb.DuckDBPyConnection, kind: str, name: str, role: 
                 "left(sha256($salt || json_extract_string(raw, $ptr)), 20))) "
                 "WHERE kind = $kind AND json_extract_string(raw, $ptr) IS NOT NULL",
                 {"name": name, "salt": salt, "ptr": pointer, "kind": kind},
+            )
+            # A line the reader could not split into columns is kept whole, so the column's
+            # value in it cannot be found: keep its hash only, as the ingest does for lines
+            # of files that have PII columns (load._insert_quarantine).
+            con.execute(
+                "UPDATE quarantine SET raw = json_object('line_sha256', "
+                "sha256(json_extract_string(raw, '$.line')), 'note', "
+                "'raw line withheld: the file has PII columns') "
+                "WHERE kind = $kind AND reason = 'malformed_row' "
+                "AND json_extract_string(raw, '$.line') IS NOT NULL",
+                {"kind": kind},
             )
         con.execute("UPDATE columns SET role = ?, role_source = 'override', "
                     "sql_type = CASE WHEN ? = 'pii' THEN 'VARCHAR' ELSE sql_type END "

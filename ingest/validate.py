@@ -163,10 +163,13 @@ def _extras_parts(extras: list[ExtraColumn]) -> tuple[list[str], str, str]:
         value, failed = _extra_cast(x)
         items.append(f"{value} AS {q(x.staged)}")
         if failed != "false":
-            bad_items.append(f"CASE WHEN {failed} THEN {quote_literal(x.source)} END")
+            # The column, the value and the type it fails, as the score rules show theirs.
+            shown = quote_literal(f"{x.source} = ")
+            wanted = quote_literal(f" is not a {x.target_type}")
+            bad_items.append(f"CASE WHEN {failed} THEN {shown} || {_show(q(x.source))} || {wanted} END")
     if not bad_items:
         return items, "false", "NULL"
-    detail = f"'not a value of the column''s type in: ' || concat_ws(', ', {', '.join(bad_items)})"
+    detail = f"concat_ws('; ', {', '.join(bad_items)})"
     return items, f"(concat_ws('', {', '.join(bad_items)}) <> '')", detail
 
 
@@ -188,10 +191,20 @@ def staging_sql(mapping: ResolvedMapping, raw_types: dict[str, str], extras: lis
     Parameters bound by the caller: ``$salt`` (PII), ``$ingest_ts`` (label time when the file has
     none), ``$model`` / ``$model_version`` (constants, may be NULL), ``$classes`` (VARCHAR[]),
     and for labels the model registry as three parallel lists: ``$registry_models``,
-    ``$registry_tasks`` and ``$registry_classes``.
+    ``$registry_tasks`` and ``$registry_classes``, and ``$registry_labels``, the labels any
+    registered model accepts (:func:`registry_labels`).
     """
     builder = {"predictions": _predictions, "labels": _labels, "kpi": _kpi}[mapping.kind]
     return StagingSql(builder(mapping, raw_types, extras, n_classes, ordinal))
+
+
+def registry_labels(models: list[tuple[str, str, list[str] | None]]) -> list[str]:
+    """Every label some registered model accepts: '0' and '1' for a binary model, the classes
+    of a multiclass one; sorted, each once. ``models``: (model, task, classes) rows."""
+    labels: set[str] = set()
+    for _, task, classes in models:
+        labels.update(("0", "1") if task == "binary" else (classes or ()))
+    return sorted(labels)
 
 
 def _field(mapping: ResolvedMapping, raw_types: dict[str, str], name: str) -> tuple[str, str] | None:
@@ -361,9 +374,17 @@ def _labels(m: ResolvedMapping, raw_types: dict[str, str], extras: list[ExtraCol
     names = "CAST($registry_models AS VARCHAR[])"
     task = f"map_extract_value(MAP({names}, CAST($registry_tasks AS VARCHAR[])), s.model)"
     classes = f"map_extract_value(MAP({names}, CAST($registry_classes AS VARCHAR[][])), s.model)"
+    # A label without a model applies to every model that scored its request, so it must be
+    # a label of at least one registered model ($registry_labels: their union). A MAP lookup,
+    # not list_contains, for the no-join reason above.
+    any_label = "CAST($registry_labels AS VARCHAR[])"
+    known = f"map_extract_value(MAP({any_label}, {any_label}), label)"
     rules = [
         ("request_id IS NULL", "missing_request_id", "'request id is empty'"),
         ("label IS NULL", "bad_label", "'label is empty'"),
+        (f"s.model IS NULL AND len({any_label}) > 0 AND {known} IS NULL", "bad_label",
+         f"'no registered model has this label (labels: ' || array_to_string({any_label}, ', ') "
+         "|| '); got ' || " + _raw("label")),
         (f"{task} = 'binary' AND label NOT IN ('0', '1')", "bad_label",
          "'model ' || s.model || ' is binary; label must be 0 or 1, got ' || " + _raw("label")),
         (f"{task} = 'multiclass' AND NOT list_contains({classes}, label)", "bad_label",

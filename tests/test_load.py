@@ -158,7 +158,7 @@ def test_fraction_in_a_registered_integer_column_is_a_bad_value(tmp_path: Path,
         model="m", model_version="v1")
     assert_accounted(result)
     assert result.reasons == {"bad_value": 1}
-    assert quarantined(db_path) == [(1, "bad_value", "not a value of the column's type in: cnt")]
+    assert quarantined(db_path) == [(1, "bad_value", "cnt = 5.5 is not a BIGINT")]
     assert query(db_path, "SELECT request_id, cnt FROM predictions ORDER BY request_id") == [
         ("a", 3), ("c", 7)]
 

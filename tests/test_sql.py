@@ -120,4 +120,4 @@ def test_nasty_column_name_in_a_bad_value_detail(tmp_path: Path, db_path: Path) 
 
     assert result.reasons == {"bad_value": 1}
     (detail,) = query(db_path, "SELECT detail FROM quarantine")[0]
-    assert detail == f"not a value of the column's type in: {name}"
+    assert detail == f"{name} = lots is not a DOUBLE"

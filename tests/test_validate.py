@@ -442,7 +442,7 @@ def test_bad_value_after_the_csv_sniffer_sample(tmp_path: Path, db_path: Path) -
     result = ingest_one(db_path, path, model="m", model_version="v1")
 
     assert (result.n_read, result.n_accepted, result.reasons) == (n_rows, n_rows - 1, {"bad_value": 1})
-    assert quarantined(db_path) == [(bad_row, "bad_value", "not a value of the column's type in: amount")]
+    assert quarantined(db_path) == [(bad_row, "bad_value", "amount = lots is not a DOUBLE")]
     assert query(db_path, "SELECT sql_type FROM columns WHERE name = 'amount'") == [("DOUBLE",)]
 
 
@@ -455,7 +455,7 @@ def test_bad_value_in_a_later_parquet_file(tmp_path: Path, db_path: Path) -> Non
     result = ingest_one(db_path, later, model="m", model_version="v1")
 
     assert result.reasons == {"bad_value": 1}
-    assert quarantined(db_path) == [(2, "bad_value", "not a value of the column's type in: amount")]
+    assert quarantined(db_path) == [(2, "bad_value", "amount = lots is not a DOUBLE")]
     # "3.5" fits the registered DOUBLE and is stored as a number.
     assert query(db_path, "SELECT request_id, amount FROM predictions ORDER BY 1") == [
         ("a", 1.5), ("b", 2.5), ("c", 3.5)]
