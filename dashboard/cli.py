@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
+from datetime import UTC, datetime
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Optional
 
 import duckdb
@@ -191,68 +192,193 @@ def run_ingest(paths: list[str], options: IngestOptions, show_progress: bool) ->
 
 
 # --------------------------------------------------------------------------- read commands
+def _cell(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
 def _frame_table(df: Any, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for col in df.columns:
         table.add_column(str(col), overflow="fold")
     for row in df.itertuples(index=False):
-        table.add_row(*["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in row])
+        table.add_row(*[_cell(v) for v in row])
     return table
+
+
+def _records_table(records: list[dict[str, Any]], columns: list[str], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for record in records:
+        table.add_row(*[_cell(record[c]) for c in columns])
+    return table
+
+
+def _records(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """An executed query's rows as dicts of plain Python values: NULL is None, never NaN (a
+    pandas frame turns NULL into NaN, which json.dumps prints as the invalid token NaN)."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _iso_utc(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _sql_limit(limit: int) -> int | None:
+    # LIMIT NULL is no limit in DuckDB: --limit 0 means "all", not "none".
+    return None if limit == 0 else limit
+
+
+def matching_source_files(stored: list[str], given: str) -> list[str]:
+    """The stored source files that ``lossboard quarantine --file given`` selects.
+
+    A stored path matches when it equals ``given``, when both resolve to the same absolute
+    path (relative ones from the current folder), or when it ends with ``given`` as a path
+    suffix (whole components: ``malformed.csv`` and ``data/malformed.csv`` match
+    ``/srv/data/malformed.csv``; ``ed.csv`` does not). A bare name may select several files.
+
+    >>> matching_source_files(["/srv/data/a.csv", "/srv/b.csv"], "./data/a.csv")
+    ['/srv/data/a.csv']
+    """
+    def parts(path: str) -> tuple[str, ...]:
+        return PurePath(os.path.normpath(path)).parts
+
+    def absolute(path: str) -> str:
+        return os.path.realpath(os.path.expanduser(path))
+
+    given_parts = parts(given) if given else ()
+    given_abs = absolute(given) if given else None
+    return [path for path in stored
+            if path == given or absolute(path) == given_abs
+            or (given_parts and parts(path)[-len(given_parts):] == given_parts)]
+
+
+def _quarantine_query(con: duckdb.DuckDBPyConnection, reason: str | None,
+                      files: list[str] | None, limit: int | None) -> tuple[list[dict[str, Any]],
+                                                                          list[dict[str, Any]]]:
+    """(per-reason counts, rows) of the quarantined rows of ``reason`` and ``files`` (None:
+    any); the counts cover every selected row, the rows at most ``limit`` (None: all)."""
+    # TODO: belongs in analysis/health.py beside quarantined_rows (one file matched exactly,
+    # no counts), which the Data health page uses as it is.
+    params = {"reason": reason, "files": files}
+    where = ("($reason IS NULL OR reason = $reason) "
+             "AND ($files IS NULL OR list_contains($files, source_file))")
+    by_reason = _records(con.execute(
+        f"""SELECT kind, reason, count(*) AS n_rows, count(DISTINCT file_id) AS n_files
+            FROM quarantine WHERE {where}
+            GROUP BY kind, reason ORDER BY n_rows DESC, kind, reason""", params))
+    rows = _records(con.execute(
+        f"""SELECT file_id, source_file, kind, row_number, reason, detail,
+                   CAST(raw AS VARCHAR) AS raw
+            FROM quarantine WHERE {where}
+            ORDER BY file_id, row_number LIMIT $limit""", {**params, "limit": limit}))
+    return by_reason, rows
+
+
+def _no_file_hint(given: str, stored: list[str]) -> str:
+    if not stored:
+        return f"no quarantined rows from {given!r}: no row is quarantined in this database"
+    shown = ", ".join(stored[:10]) + (f" (and {len(stored) - 10} more)" if len(stored) > 10 else "")
+    return (f"no quarantined rows from a file matching {given!r}; files with quarantined rows: "
+            f"{shown}")
 
 
 @app.command("quarantine")
 def quarantine_cmd(
     db: DbOption = DEFAULT_DB,
     reason: Annotated[Optional[str], typer.Option(help="Only this reason code, e.g. bad_ts.")] = None,
-    file: Annotated[Optional[str], typer.Option(help="Only rows from this source file (as ingested).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    file: Annotated[Optional[str], typer.Option(help="Only rows from this source file: its path as ingested, the same file by another path (absolute, ./...), or a trailing part of it (a bare file name).")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many rows; 0 shows all.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List quarantined rows with their reason, source file, row number and raw values.
 
-    Without --reason, starts with a count per reason. PII columns appear only as hashes.
+    Without --reason, starts with a count per reason (of the rows --file selects). When more
+    rows match than --limit, says how many (JSON: total, truncated). PII columns appear only
+    as hashes.
 
-    Example: lossboard quarantine --db lossboard.duckdb --reason score_out_of_range
+    Example: lossboard quarantine --db lossboard.duckdb --reason score_out_of_range --file preds.csv
     """
-    from lossboard.dashboard.analysis import health
-
+    if reason is not None and reason not in schema.REASONS:
+        _fail(f"unknown reason {reason!r}; reasons are: {', '.join(schema.REASONS)}")
     try:
         with read_connection(db) as con:
-            summary = health.quarantine_by_reason(con)
-            rows = health.quarantined_rows(con, reason=reason, source_file=file, limit=limit)
+            files: list[str] | None = None
+            stored: list[str] = []
+            if file is not None:
+                stored = [r[0] for r in con.execute(
+                    "SELECT DISTINCT source_file FROM quarantine ORDER BY source_file").fetchall()]
+                files = matching_source_files(stored, file)
+            by_reason, rows = _quarantine_query(con, reason, files, _sql_limit(limit))
     except LossboardError as exc:
         _fail(str(exc))
+    total = sum(r["n_rows"] for r in by_reason)
+    truncated = len(rows) < total
+    if files == []:
+        err_console.print(f"note: {_no_file_hint(file, stored)}", highlight=False,
+                          soft_wrap=True, markup=False)
+    elif files is not None and len(files) > 1:
+        err_console.print(f"note: --file {file} matches {len(files)} files: {', '.join(files)}",
+                          highlight=False, soft_wrap=True, markup=False)
     if as_json:
-        _print_json({"by_reason": summary.to_dict(orient="records"),
-                     "rows": [{**r, "raw": json.loads(r["raw"]) if r["raw"] else None}
-                              for r in rows.to_dict(orient="records")]})
+        _print_json({"by_reason": by_reason,
+                     "rows": [{**r, "raw": json.loads(r["raw"]) if r["raw"] else None} for r in rows],
+                     "total": total, "truncated": truncated, "matched_files": files})
         return
     if reason is None:
-        console.print(_frame_table(summary, "quarantined rows by reason"))
-    console.print(_frame_table(rows, f"quarantined rows{' (' + reason + ')' if reason else ''}"))
+        console.print(_records_table(by_reason, ["kind", "reason", "n_rows", "n_files"],
+                                     "quarantined rows by reason"))
+    console.print(_records_table(rows, ["file_id", "source_file", "kind", "row_number", "reason",
+                                        "detail", "raw"],
+                                 f"quarantined rows{' (' + reason + ')' if reason else ''}"))
+    if truncated:
+        console.print(f"showing {len(rows):,} of {total:,} rows; --limit 0 shows all",
+                      highlight=False)
+
+
+#: The columns `lossboard runs` shows as a table, in order; --json adds the rest of ingest_runs.
+RUN_TABLE_COLUMNS = ["file_id", "run_id", "path", "kind", "status", "n_read", "n_accepted",
+                     "n_duplicate", "n_quarantined", "n_unmatched_labels", "finished_at",
+                     "seconds_total", "message"]
+
+
+def _ingest_runs(con: duckdb.DuckDBPyConnection, limit: int | None) -> list[dict[str, Any]]:
+    """Every column of the newest ``limit`` ingest_runs rows (None: all), newest first."""
+    # Not health.ingest_runs: its frame has the table's columns only, and NaN for NULL.
+    return _records(con.execute(
+        """SELECT file_id, run_id, path, kind, status, n_read, n_accepted, n_duplicate,
+                  n_quarantined, n_unmatched_labels, finished_at, seconds_total, message,
+                  n_label_before_prediction, content_hash, mapping, started_at, seconds_read,
+                  seconds_merge
+           FROM ingest_runs ORDER BY file_id DESC LIMIT ?""", [limit]))
 
 
 @app.command("runs")
 def runs_cmd(
     db: DbOption = DEFAULT_DB,
-    limit: Annotated[int, typer.Option(help="At most this many files, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many files, newest first; 0 shows all.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Show the ingest history: one row per file per run, with its accounting.
 
+    --json prints every field of the ingest_runs table: times in ISO-8601 UTC, the mapping
+    used as an object, null where a field does not apply.
+
     Example: lossboard runs --db lossboard.duckdb --limit 5
     """
-    from lossboard.dashboard.analysis import health
-
     try:
         with read_connection(db) as con:
-            df = health.ingest_runs(con, limit=limit)
+            runs = _ingest_runs(con, _sql_limit(limit))
     except LossboardError as exc:
         _fail(str(exc))
     if as_json:
-        _print_json(df.to_dict(orient="records"))
+        _print_json([{**r, "started_at": _iso_utc(r["started_at"]),
+                      "finished_at": _iso_utc(r["finished_at"]),
+                      "mapping": json.loads(r["mapping"]) if r["mapping"] else None}
+                     for r in runs])
     else:
-        console.print(_frame_table(df, "ingest runs"))
+        console.print(_records_table(runs, RUN_TABLE_COLUMNS, "ingest runs"))
 
 
 @app.command("columns")
@@ -352,8 +478,10 @@ def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> T
 
 def _print_report(rep: dict[str, Any]) -> None:
     w, ref = rep["window"], rep["reference"]
+    reference = (f"reference {ref['from']} to {ref['to']}"
+                 if ref["from"] or ref["to"] else "no reference window")
     console.print(f"[bold]{rep['model']}[/] ({rep['task']}) from {w['from']} to {w['to']}; "
-                  f"reference {ref['from']} to {ref['to']}", highlight=False)
+                  f"{reference}", highlight=False)
     ov = rep["overall"]
     console.print(_rows_table("overall", [ov], ["n_predictions", "n_labelled", "n_nan_scores",
                                                 "n_clipped", "log_loss", "brier", "roc_auc",
@@ -381,6 +509,8 @@ def _print_report(rep: dict[str, Any]) -> None:
     lag = rep["labels"]["lag_hours"]
     console.print(f"label lag hours: p50 {_fmt(lag['p50'], 1)}, p90 {_fmt(lag['p90'], 1)}, "
                   f"p99 {_fmt(lag['p99'], 1)}; per-day figures: --json", highlight=False)
+    for note in rep.get("notes", []):
+        console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _flat(where: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -6,7 +6,9 @@ short list. Nothing here touches rows: the modules do that in DuckDB.
 
 Default windows, when the Filter leaves them open: the selected window is the model's whole
 history (``[first prediction, last prediction]``); the reference window is the first
-``REFERENCE_DAYS`` days of it (a quarter of it when it is shorter than four times that).
+``REFERENCE_DAYS`` days of it (a quarter of it when it is shorter than four times that). A
+window too short to hold a quarter (every prediction at one instant) gets no default reference:
+the report then leaves out what compares with one and says so in ``notes``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ REFERENCE_DAYS = 7
 #: A day is "worse" when its log loss exceeds the reference's by this fraction and its 95%
 #: interval lies above the reference loss.
 LOSS_TOLERANCE = 0.10
+#: What needs a reference window, named in the report's ``notes`` when there is none.
+NO_REFERENCE = ("drift vs the reference window and the findings that compare with it "
+                "(loss_regression, feature_drift, activation_saturation)")
 #: An activation day is saturated when its tail fraction exceeds both this and twice the
 #: reference's.
 ACTIVATION_TAIL_ALERT = 0.05
@@ -87,7 +92,10 @@ def resolve_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> Filter:
     if not flt.has_reference:
         span = end - start
         length = timedelta(days=REFERENCE_DAYS) if span >= timedelta(days=4 * REFERENCE_DAYS) else span / 4
-        flt = replace(flt, reference_start=start, reference_end=start + length)
+        # A quarter of a span under 4 µs rounds to 0 µs: an empty window that Filter refuses.
+        # The user asked for no reference, so the report goes on without one (see NO_REFERENCE).
+        if length > timedelta(0):
+            flt = replace(flt, reference_start=start, reference_end=start + length)
     return replace(flt, start=start, end=end)
 
 
@@ -119,7 +127,8 @@ def build_report(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
         return _report(con, flt, None, **opts)
     # One scan sums the window and the reference window for every loss and segment figure
     # below (cube.py); the figures equal the row scans' (tests/analysis/test_cube.py).
-    if cube_sums is not None and cube_sums.covers(flt) and cube_sums.covers(flt.reference()):
+    if cube_sums is not None and cube_sums.covers(flt) and (
+            not flt.has_reference or cube_sums.covers(flt.reference())):
         return _report(con, flt, cube_sums, **opts)
     cub = cube.build(con, flt, segments.segment_columns(con), cube_windows(con, flt))
     try:
@@ -135,9 +144,25 @@ def cube_windows(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[Filter]:
     return [w for w in (flt.reference() if flt.has_reference else None, common) if w is not None]
 
 
+def reference_notes(flt: Filter) -> list[str]:
+    """The report's ``notes`` for a resolved ``flt``: why the parts that compare with the
+    reference window were left out, when it has none (empty list otherwise)."""
+    if flt.has_reference:
+        return []
+    if flt.start is None:
+        return [f"no reference window: model {flt.model} has no prediction in the filter; "
+                f"{NO_REFERENCE} were skipped"]
+    return [f"no reference window: the window {_iso(flt.start)} to {_iso(flt.end)} is too short "
+            "for the default one (every prediction at one instant, or nearly); "
+            f"{NO_REFERENCE} were skipped. Give --reference-from/--reference-to to compare "
+            "with another window"]
+
+
 def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, *, bins: int,
             min_samples: int, include_drift: bool, auc: bool, drift_section: bool,
             ece: bool, label_lag: labels.LabelLag | None) -> dict[str, Any]:
+    # Drift and the findings that compare with the reference need one; the rest does not.
+    include_drift = include_drift and flt.has_reference
     info = base.model_info(con, flt.model)
     summary = loss.overall(con, flt, min_samples=min_samples, auc=auc, cube=cub)
     cal = (calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
@@ -182,6 +207,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
     }
     report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift,
                                                       cube=cub, activations=acts)]
+    report["notes"] = reference_notes(flt)
     return _deep_clean(report)
 
 
@@ -296,7 +322,9 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     value contributing most to the change), ``canary_fail``, ``feature_drift`` (features with
     PSI status ``act``; since = first day at ``act``; where = the segment value with the
     largest PSI), ``nonfinite_scores`` and ``exact_zero_one_scores`` (by hour),
-    ``activation_saturation``, ``label_stall``.
+    ``activation_saturation``, ``label_stall``. Without a reference window (``flt`` has none:
+    :func:`resolve_windows` found the window too short for the default) ``loss_regression``,
+    ``feature_drift`` and ``activation_saturation`` are skipped (:data:`NO_REFERENCE`).
 
     ``cube`` (:func:`cube.build` over ``flt`` and its reference window) and ``activations``
     (``flt``'s activation saturation by day) are what :func:`build_report` computed already;
@@ -305,8 +333,8 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     out: list[Finding] = []
     # Only log_loss is read here: auc=False skips the AUC, the one figure that sorts every row
     # (docs/benchmarks.md, "Analysis and report").
-    ref = loss.overall(con, flt.reference(), min_samples=1, auc=False, cube=cube)
-    ref_loss = ref.log_loss
+    ref_loss = (loss.overall(con, flt.reference(), min_samples=1, auc=False, cube=cube).log_loss
+                if flt.has_reference else None)
     if ref_loss is not None:
         days = [d for d in report["by_day"] if d["log_loss"] is not None and not d["low_confidence"]]
         flags = [d["log_loss"] > ref_loss * (1 + LOSS_TOLERANCE) and (d["log_loss_ci_low"] or 0) > ref_loss
@@ -324,10 +352,11 @@ def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any]
     if can and can["verdict"] == "fail":
         out.append(Finding("canary_fail", {"model_version": can["candidate"]}, can["start"], None,
                            can["log_loss_candidate"], can["log_loss_baseline"], can["reason"]))
-    if include_drift:
+    if include_drift and flt.has_reference:
         out += _drift_findings(con, flt, report["min_samples"], cube)
     out += _score_findings(con, flt, cube)
-    out += _activation_findings(con, flt, report["min_samples"], activations)
+    if flt.has_reference:
+        out += _activation_findings(con, flt, report["min_samples"], activations)
     stall = report["labels"]["stall"]
     if stall.get("stalled"):
         out.append(Finding("label_stall", {}, stall.get("recent_start"), None,
@@ -357,7 +386,7 @@ def drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     its other figures (views.oncall_drift_findings), since they cost as much again at 10M rows.
     """
     flt = resolve_windows(con, flt)
-    if flt.start is None:
+    if flt.start is None or not flt.has_reference:
         return []
     return _deep_clean([asdict(f) for f in _drift_findings(con, flt, min_samples, None)])
 
