@@ -24,7 +24,7 @@ from rich.table import Table
 
 from lossboard.db import DEFAULT_LOCK_TIMEOUT_S, read_connection, write_connection
 from lossboard.errors import LossboardError
-from lossboard.ingest import schema
+from lossboard.ingest import readers, schema
 from lossboard.ingest.load import FileResult, IngestOptions, IngestReport, ensure_database, ingest
 from lossboard.ingest.mapping import MappingOptions, load_config, parse_list, parse_pairs
 
@@ -89,6 +89,20 @@ class _RichProgress:
         return f"[{self.index + 1}/{self.files_total}] {stage} {Path(label).name}"
 
 
+def _short_names(paths: list[str]) -> dict[str, str]:
+    """Each path by its file name, or by as many trailing parts as tell it from the others
+    (hive partitions: two part-0.parquet in dt=2026-11-01/ and dt=2026-11-02/)."""
+    parts = {p: PurePath(p).parts for p in paths}
+    out: dict[str, str] = {}
+    for p, mine in parts.items():
+        for k in range(1, len(mine) + 1):
+            tail = mine[-k:]
+            if all(o == p or parts[o][-k:] != tail for o in parts):
+                break
+        out[p] = str(PurePath(*tail)) if mine else p
+    return out
+
+
 def _print_summary(report: IngestReport) -> None:
     """Per-file accounting, then quarantine reasons, then notes: narrow enough for 80 columns."""
     table = Table(title=f"ingest run {report.run_id} into {report.db_path}", title_justify="left")
@@ -98,11 +112,12 @@ def _print_summary(report: IngestReport) -> None:
     for col in ("read", "accepted", "duplicate", "quarantined"):
         table.add_column(col, justify="right")
     notes: list[str] = []
+    names = _short_names([f.path for f in report.files])
     for f in report.files:
         style = {"rejected": "red", "skipped": "dim"}.get(f.status, "")
-        table.add_row(Path(f.path).name, f.kind or "", f.status, f"{f.n_read:,}", f"{f.n_accepted:,}",
+        name = names[f.path]
+        table.add_row(name, f.kind or "", f.status, f"{f.n_read:,}", f"{f.n_accepted:,}",
                       f"{f.n_duplicate:,}", f"{f.n_quarantined:,}", style=style)
-        name = Path(f.path).name
         if f.n_unmatched_labels:
             notes.append(f"{name}: {f.n_unmatched_labels:,} labels have no prediction yet (kept)")
         if f.n_label_before_prediction:
@@ -127,6 +142,11 @@ def _print_summary(report: IngestReport) -> None:
         for reason, n in reasons.items():
             rt.add_row(reason, f"{n:,}")
         console.print(rt)
+    if report.ignored:
+        shown = ", ".join(report.ignored[:10]) + (
+            f" (and {len(report.ignored) - 10} more)" if len(report.ignored) > 10 else "")
+        notes.append(f"not read, of no type lossboard reads: {shown} (supported: "
+                     f"{', '.join(readers.SUPPORTED_SUFFIXES)})")
     for note in notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
@@ -259,8 +279,9 @@ def _quarantine_query(con: duckdb.DuckDBPyConnection, reason: str | None,
                                                                           list[dict[str, Any]]]:
     """(per-reason counts, rows) of the quarantined rows of ``reason`` and ``files`` (None:
     any); the counts cover every selected row, the rows at most ``limit`` (None: all)."""
-    # TODO: belongs in analysis/health.py beside quarantined_rows (one file matched exactly,
-    # no counts), which the Data health page uses as it is.
+    # Not health.quarantined_rows: the Data health page's query matches one file exactly and
+    # has no counts; this one selects by the files matching_source_files found, counts
+    # included.
     params = {"reason": reason, "files": files}
     where = ("($reason IS NULL OR reason = $reason) "
              "AND ($files IS NULL OR list_contains($files, source_file))")

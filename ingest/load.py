@@ -508,8 +508,8 @@ def first_line(exc: BaseException) -> str:
 
 
 def _unreadable(src: readers.SourceFile, exc: duckdb.Error) -> IngestError:
-    text = first_line(exc)
-    return IngestError(f"{src.label}: cannot be read as {src.format.upper()}: {text}")
+    return IngestError(f"{src.label}: cannot be read as {src.format.upper()}: "
+                       f"{readers.reader_error(exc)}")
 
 
 def _reject_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:

@@ -180,8 +180,24 @@ def describe(con: duckdb.DuckDBPyConnection, src: SourceFile) -> list[tuple[str,
                            {"path": str(src.path)}).fetchall()
     except duckdb.Error as exc:
         raise IngestError(f"{src.label}: cannot be read as {src.format.upper()}: "
-                          f"{_first_line(exc)}") from exc
+                          f"{reader_error(exc)}") from exc
     return [(r[0], r[1]) for r in rows]
+
+
+def reader_error(exc: BaseException) -> str:
+    """A reader's error in one line: the first, and for a CSV error the cause below it.
+
+    DuckDB's CSV errors say on which line on their first line, then repeat that line, then
+    give the cause ("Maximum line size of 2000000 bytes exceeded"). Keep the cause, never the
+    line itself, which may be huge or hold PII."""
+    text = _first_line(exc)
+    if "CSV Error on Line" in text:
+        cause = next((ln.strip() for ln in str(exc).strip().splitlines()[1:]
+                      if ln.strip() and not ln.startswith(("Original Line:", "Possible Solution:",
+                                                           " ", "LINE "))), None)
+        if cause:
+            text = f"{text}: {cause}"
+    return text
 
 
 def _first_line(exc: BaseException) -> str:

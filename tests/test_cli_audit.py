@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TS, query, scalar, write_csv
-from lossboard.dashboard.cli import app, matching_source_files
+from lossboard.dashboard.cli import _short_names, app, matching_source_files
 
 MODEL = ["--model", "fraud", "--model-version", "v3"]
 
@@ -314,3 +314,35 @@ def test_quarantine_default_limit_says_how_many_are_hidden(tmp_path: Path, db_pa
 ])
 def test_matching_source_files(stored: list[str], given: str, expected: list[str]) -> None:
     assert matching_source_files(stored, given) == expected
+
+
+# --------------------------------------------------------------------------- ingest summary
+def test_ingest_names_the_files_it_did_not_read(tmp_path: Path, db_path: Path,
+                                                cli: CliRunner) -> None:
+    d = tmp_path / "logs"
+    write_csv(d, "a.csv", f"""
+        id,ts,p
+        a,{TS},0.5
+    """)
+    (d / "notes.txt").write_text("not a log")
+    result = invoke(cli, "ingest", "--db", db_path, *MODEL, d)
+    assert result.exit_code == 0, result.output
+    assert f"not read, of no type lossboard reads: {d / 'notes.txt'}" in " ".join(result.output.split())
+    as_json = strict_json(invoke(cli, "ingest", "--db", db_path, *MODEL, d, "--json").stdout)
+    assert as_json["ignored"] == [str(d / "notes.txt")]
+
+
+def test_ingest_summary_tells_files_of_the_same_name_apart(tmp_path: Path, db_path: Path,
+                                                          cli: CliRunner) -> None:
+    for day in ("dt=2026-11-01", "dt=2026-11-02"):
+        write_csv(tmp_path / "hive" / day, "part-0.csv", f"""
+            id,ts,p
+            {day},{TS},0.5
+        """)
+    result = invoke(cli, "ingest", "--db", db_path, *MODEL, tmp_path / "hive")
+    assert result.exit_code == 0, result.output
+    # The notes use the same names as the table (which may fold a long name over two lines).
+    assert "note: dt=2026-11-01/part-0.csv: new columns dt" in result.output
+    a, b = str(tmp_path / "hive/dt=2026-11-01/part-0.csv"), str(tmp_path / "hive/dt=2026-11-02/part-0.csv")
+    assert _short_names([a, b, "/x/c.csv"]) == {
+        a: "dt=2026-11-01/part-0.csv", b: "dt=2026-11-02/part-0.csv", "/x/c.csv": "c.csv"}
