@@ -239,7 +239,10 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
     rep = report.build_report(con, flt, bins=bins, min_samples=min_samples,
                               include_drift=include_drift)
     summary = loss.overall(con, flt, min_samples=min_samples, auc=False)
-    reference = loss.overall(con, flt.reference(), min_samples=min_samples, auc=False)
+    # No reference when the data spans a single instant (report.resolve_windows): no change.
+    reference = (loss.overall(con, flt.reference(), min_samples=min_samples, auc=False)
+                 if flt.has_reference else None)
+    ref_loss, ref_n = (reference.log_loss, reference.n) if reference else (None, 0)
     cal = calibration.calibration_errors(con, flt, bins=bins, min_samples=min_samples)
     days = loss.by_bucket(con, trend_filter(flt, trend_days), bucket="day",
                           min_samples=min_samples, auc=False)
@@ -263,14 +266,14 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
 
     # Executive summary.
     parts.append("<h2>Executive summary</h2>")
-    change = relative_change(summary.log_loss, reference.log_loss)
+    change = relative_change(summary.log_loss, ref_loss)
     coverage = summary.n_labelled / summary.n_predictions if summary.n_predictions else None
     parts.append('<div class="tiles">' + "".join([
         _tile("Log loss", fmt(summary.log_loss, ".4f"),
               f"n = {summary.n:,} labelled; 95% interval {fmt(summary.log_loss_ci_low, '.4f')} "
               f"to {fmt(summary.log_loss_ci_high, '.4f')}"),
         _tile(f"Change vs {reference_name(flt)}", fmt(change, "+.1%"),
-              f"reference log loss {fmt(reference.log_loss, '.4f')} (n = {reference.n:,})"),
+              f"reference log loss {fmt(ref_loss, '.4f')} (n = {ref_n:,})"),
         _tile("Calibration ECE", fmt(cal.ece, ".4f"), f"{cal.bins} equal-width bins, n = {cal.n:,}"),
         _tile("Label coverage", fmt(coverage, ".1%"),
               f"{summary.n_labelled:,} of {summary.n_predictions:,} predictions"),

@@ -346,3 +346,16 @@ def test_ingest_summary_tells_files_of_the_same_name_apart(tmp_path: Path, db_pa
     a, b = str(tmp_path / "hive/dt=2026-11-01/part-0.csv"), str(tmp_path / "hive/dt=2026-11-02/part-0.csv")
     assert _short_names([a, b, "/x/c.csv"]) == {
         a: "dt=2026-11-01/part-0.csv", b: "dt=2026-11-02/part-0.csv", "/x/c.csv": "c.csv"}
+
+
+def test_export_report_without_room_for_a_reference(tmp_path: Path, db_path: Path,
+                                                    cli: CliRunner) -> None:
+    # The HTML report and the Executive page asked for the reference window's loss and
+    # failed with "no reference window" where `lossboard report` now notes it.
+    ingest(cli, db_path, _preds_at(tmp_path, ONE_INSTANT))
+    ingest(cli, db_path, _labels(tmp_path, len(ONE_INSTANT)))
+    out = tmp_path / "r.html"
+    result = invoke(cli, "export-report", "--db", db_path, "--model", "fraud", "--out", out)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "no reference window" in page and "reference log loss — (n = 0)" in page
