@@ -354,7 +354,8 @@ def page_param(name: str, widget_key: str, parse: Callable[[str], T], default: T
         try:
             value = parse(raw)
         except ValueError as exc:
-            st.error(f"Ignored a bad link value: {name}={raw!r} ({exc}).")
+            st.error(f"Ignored a bad link value: {name}={raw!r} ({exc}); showing the "
+                     f"default, {default}.")
     st.session_state[widget_key] = value
     st.session_state[f"_lb_page_{name}"] = raw
 

@@ -233,6 +233,23 @@ def test_data_health_ingest_runs_table(predictions_db: tuple[Path, IngestReport]
     assert row["n_read"] == row["n_accepted"] + row["n_duplicate"] + row["n_quarantined"]
 
 
+def test_data_health_ingest_runs_fit_the_page(predictions_db: tuple[Path, IngestReport],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # At 1440 px the table ran off the right edge (13 columns, full paths): the page shows
+    # each file by its name, its folder once in the caption, counts under short names.
+    db, report = predictions_db
+    (f,) = report.files
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
+    (shown,) = [d for d in at.dataframe if "n_read" in d.value.columns]
+    order = list(shown.proto.column_order)
+    assert "file" in order and "path" not in order and "message" not in order
+    assert len(order) <= 12
+    assert shown.value["file"].iloc[0] == Path(f.path).name
+    assert any(f"Files from {Path(f.path).parent}." in c.value for c in at.caption)
+    labels = {k: v.get("label") for k, v in json.loads(shown.proto.columns).items()}
+    assert labels["n_quarantined"] == "quar." and labels["file_id"] == "#"
+
+
 def test_data_health_quarantine_by_reason(predictions_db: tuple[Path, IngestReport],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     db, report = predictions_db

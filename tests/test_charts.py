@@ -153,3 +153,100 @@ def test_empty_frames_give_empty_figures_not_errors() -> None:
     empty = rolling_frame([]).iloc[0:0]
     assert charts.rolling_loss_figure({"1h": empty, "6h": empty}).data == ()
     assert charts.excess_loss_figure(pd.DataFrame(columns=["column", "value"])).data == ()
+
+
+# --------------------------------------------------------------------------- audit: axes, bands
+def test_rolling_loss_axis_follows_confident_windows_and_band_stays_above_zero() -> None:
+    # After a label stall the newest windows hold 3 labelled rows at 4 nats, with a normal
+    # interval reaching below 0: neither may set the axis, and no band goes below 0.
+    frame = rolling_frame([False, False, False, True])
+    frame.loc[3, ["log_loss", "log_loss_ci_low", "log_loss_ci_high", "n"]] = [4.0, -1.5, 9.5, 3]
+    frame.loc[0, "log_loss_ci_low"] = -0.05
+    fig = charts.rolling_loss_figure({"1h": frame, "6h": frame})
+    low, high = fig.layout.yaxis.range
+    assert low == 0 and 0.3 <= high < 0.5  # the confident windows and their band (0.15-0.3)
+    band = next(t for t in fig.data if t.name.startswith(charts.CI_BAND_NAME))
+    assert min(y for y in band.y if y is not None) == 0.0
+    assert max(y for y in band.y if y is not None) == 0.3  # the stall window has no band
+    off = next(t for t in fig.data if t.name == charts.OFF_SCALE_NAME)
+    assert list(off.y) == [high, high] and [c[1] for c in off.customdata] == [4.0, 4.0]
+    assert "%{customdata[1]:.4f} nats" in off.hovertemplate
+
+
+def test_rolling_loss_axis_when_every_window_is_low_confidence() -> None:
+    # A segment too small for any confident window: the axis follows the well-supported
+    # windows (n of hundreds), not the stall's (n = 2 at 3 nats).
+    frame = rolling_frame([True] * 4)
+    frame["n"] = [400, 420, 380, 2]
+    frame.loc[3, "log_loss"] = 3.0
+    fig = charts.rolling_loss_figure({"1h": frame, "6h": frame})
+    assert fig.layout.yaxis.range[1] < 1.0
+    assert any(t.name == charts.OFF_SCALE_NAME for t in fig.data)
+
+
+def trend_frame() -> pd.DataFrame:
+    days = [T0 + pd.Timedelta(days=d) for d in range(4)]
+    return pd.DataFrame({"bucket_start": days, "log_loss": [0.30, 0.32, 0.0003, 1.4],
+                         "log_loss_ci_low": [0.28, 0.30, -0.9, -0.2],
+                         "log_loss_ci_high": [0.32, 0.34, 0.9, 3.0], "n": [5000, 5000, 4, 9],
+                         "low_confidence": [False, False, True, True]})
+
+
+def test_loss_trend_band_and_axis_and_slo_targets() -> None:
+    fig = charts.loss_trend_figure(trend_frame(), slo_targets=[("SLO eu: 0.32 nats (6h windows)", 0.32)])
+    band = next(t for t in fig.data if t.name == charts.TREND_BAND_NAME)
+    assert min(y for y in band.y if y is not None) >= 0
+    assert max(y for y in band.y if y is not None) == 0.34  # no band over the 4-row days
+    low, high = fig.layout.yaxis.range
+    assert 0 < low < 0.28 and 0.34 < high < 0.5
+    off = next(t for t in fig.data if t.name == charts.OFF_SCALE_NAME)
+    assert sorted(c[1] for c in off.customdata) == [0.0003, 1.4]
+    assert "SLO eu: 0.32 nats (6h windows)" in names(fig)
+    assert [s.y0 for s in fig.layout.shapes] == [0.32]
+
+
+def test_coverage_young_buckets_during_a_stall_are_not_expected() -> None:
+    cov = pd.DataFrame({"bucket_start": [T0 + pd.Timedelta(days=d) for d in range(3)],
+                        "n_predictions": [2000, 2000, 2000], "coverage": [0.95, 0.02, 0.01],
+                        "n_lag": [1900, 40, 20], "lag_p90_hours": [30.0, 20.0, 5.0],
+                        "mature": [True, True, False], "low_confidence": [False, False, False]})
+    names_stalled = names(charts.coverage_figure(cov, stalled=True))
+    assert charts.STALLED_NAME in names_stalled and charts.NOT_MATURE_NAME not in names_stalled
+    assert charts.NOT_MATURE_NAME in names(charts.coverage_figure(cov))
+
+
+def test_score_counters_legend_and_all_zero_note() -> None:
+    quiet = pd.DataFrame({"bucket_start": [T0 + pd.Timedelta(hours=h) for h in range(3)],
+                          "n": [100] * 3, "n_nan": [0] * 3, "n_posinf": [0] * 3,
+                          "n_neginf": [0] * 3, "n_exact_0": [0] * 3, "n_exact_1": [0] * 3,
+                          "n_low": [0] * 3, "n_high": [0] * 3})
+    fig = charts.score_counters_figure(quiet)
+    assert fig.layout.showlegend is True  # one trace would otherwise hide the legend
+    assert list(fig.layout.yaxis.range) == [0, 1]
+    assert [a.text for a in fig.layout.annotations] == [charts.NO_EXTREME_SCORES]
+    one = charts.score_counters_figure(quiet.head(1).assign(n_low=5))
+    assert one.data[0].mode == "lines+markers"  # a single hour is a point, not an empty line
+    assert not one.layout.annotations
+
+
+def test_second_axes_have_their_own_round_ticks_and_kpi_title() -> None:
+    frame = pd.DataFrame({"day": [T0, T0 + pd.Timedelta(days=1)], "kpi": ["fraud_losses_usd"] * 2,
+                          "value": [20_000.0, 30_000.0], "n_points": [1, 1],
+                          "log_loss": [0.2, 0.3], "n": [5000, 5000], "low_confidence": [False, False]})
+    fig = charts.kpi_loss_figure(frame, "fraud_losses_usd")
+    assert fig.layout.yaxis.title.text == "fraud_losses_usd per day"
+    assert fig.layout.yaxis2.tickmode == "auto"  # Plotly's default "sync" gave 0.104, 0.207
+    cov = pd.DataFrame({"bucket_start": [T0], "n_predictions": [10], "coverage": [0.5],
+                        "n_lag": [5], "lag_p90_hours": [3.0], "mature": [True],
+                        "low_confidence": [False]})
+    assert charts.coverage_figure(cov).layout.yaxis2.tickmode == "auto"
+
+
+@pytest.mark.parametrize(("top", "capped"), [(0.3, False), (1.1, True)])
+def test_drift_heatmap_says_when_its_colours_are_capped(top: float, capped: bool) -> None:
+    daily = pd.DataFrame({"day": ["2026-10-01", "2026-10-02"], "feature": ["amount"] * 2,
+                          "psi": [0.01, top], "n_current": [2000, 2000]})
+    bar = charts.drift_heatmap_figure(daily).data[0].colorbar
+    assert list(bar.tickvals) == [0, 0.1, 0.25, 0.5]
+    assert bar.ticktext[-1] == ("≥ 0.5" if capped else "0.5")
+    assert bar.title.text == ("PSI (capped)" if capped else "PSI")

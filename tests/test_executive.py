@@ -8,9 +8,11 @@ analysis function that defines it, computed here on the same database and Filter
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from unittest.mock import patch
 
 import numpy as np
@@ -22,8 +24,8 @@ from streamlit.testing.v1 import AppTest
 from lossboard.dashboard import html_report, monitoring_config, sidebar
 from lossboard.dashboard.analysis import base, calibration, executive, loss, report, rollup, slo
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.pages import _tables
 from lossboard.db import read_connection
-from lossboard.errors import LossboardError
 from lossboard.ingest.load import IngestOptions, ingest
 from lossboard.ingest.mapping import MappingOptions
 
@@ -272,15 +274,107 @@ def test_configured_slo_shows_budget_and_burn_rates(exec_db: Path, tmp_path: Pat
     (spec,) = monitoring_config.load(config).slos
     with read_connection(exec_db) as con:
         window = report.resolve_windows(con, _filter(at))
-        try:
-            expected = html_report.slo_row(spec, slo.status(con, spec, window))
-        except LossboardError as exc:  # the page says so in the row, and so does this test
-            expected = html_report.slo_row(spec, None, str(exc))
-    (table,) = [d.value for d in at.dataframe if "SLO" in d.value.columns]
+        status = slo.status(con, spec, window)
+    (table,) = [t.value for t in at.table if "SLO" in t.value.columns]
     # The row as the page shows it: budget remaining in %, burn rates, both from slo.status.
-    assert table.iloc[0].to_dict() == expected
-    assert expected["SLO"] == "confident-mistakes"
+    row = table.iloc[0].to_dict()
+    assert row == _tables.slo_status_row(spec, status)
+    assert row["SLO"] == "confident-mistakes" and row["state"] == status.state
+    assert row["budget remaining"] == f"{status.budget_remaining:.1%}"
+    assert row[_tables.BURN_COLUMN] == " · ".join(
+        "—" if b.burn_rate is None else f"{b.burn_rate:.2f}" for b in status.burn_rates)
     assert not any("No SLO configured" in c.value for c in at.caption)
+
+
+# A windows SLO on region=eu whose windows can never hold min_samples labelled rows (300 rows
+# a day in all): no event, so no burn rate, and its current log loss is over too few rows.
+EU_SLO_TOML = """\
+[[slo]]
+name = "eu-windows"
+model = "fraud"
+segment = { region = "eu" }
+sli = "windows"
+window = "6h"
+target_log_loss = 0.3
+min_samples = 5000
+objective = 0.99
+period = "30d"
+"""
+
+
+@pytest.fixture
+def eu_slo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> monitoring_config.Slo:
+    config = tmp_path / "lossboard.toml"
+    config.write_text(EU_SLO_TOML)
+    monkeypatch.setenv("LOSSBOARD_CONFIG", str(config))
+    (spec,) = monitoring_config.load(config).slos
+    return spec
+
+
+def test_slo_table_shows_n_and_why_a_figure_is_missing(exec_db: Path, eu_slo: monitoring_config.Slo,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(exec_db, monkeypatch, {"range": "all"})
+    with read_connection(exec_db) as con:
+        status = slo.status(con, eu_slo, report.resolve_windows(con, _filter(at)))
+    assert 0 < status.current_n < eu_slo.min_samples  # the case the audit found (n = 4)
+    (table,) = [t.value for t in at.table if "SLO" in t.value.columns]
+    row = table.iloc[0]
+    assert row["current log loss"] == (f"{status.current_log_loss:.4f} (n = {status.current_n:,} "
+                                       "< 5,000, too few)")
+    assert row[_tables.BURN_COLUMN] == "— · — · —"
+    assert row["note"].startswith("No burn rate over 1 h, 6 h, 3 d: no 6h window held 5,000 "
+                                  "labelled rows, so no event to count")
+    assert row["target log loss"] == "0.3000" and row["covers"] == "region=eu"
+    assert not at.dataframe or all("SLO" not in d.value.columns for d in at.dataframe)
+
+
+def test_slo_row_names_a_label_stall_as_the_cause() -> None:
+    spec = monitoring_config.Slo(name="eu", model="fraud", sli="windows", target_log_loss=0.32,
+                                 window_minutes=360, min_samples=150)
+    rates = tuple(slo.BurnRate(m, e, b, r) for m, e, b, r in
+                  ((60, 0, 0, None), (360, 0, 0, None), (4320, 197, 197, 100.0)))
+    status = SimpleNamespace(burn_rates=rates, current_log_loss=0.00026, current_n=4,
+                             target_log_loss=0.32, budget_remaining=-98.99, state="budget_exhausted")
+    row = _tables.slo_status_row(spec, status, stalled_since=datetime(2026, 10, 28, 8, tzinfo=UTC))
+    assert row[_tables.BURN_COLUMN] == "— · — · 100.00"
+    assert row["current log loss"] == "0.0003 (n = 4 < 150, too few)"
+    assert row["note"] == ("No burn rate over 1 h, 6 h: no 6h window held 150 labelled rows, so "
+                           "no event to count; labels stalled since 2026-10-28 08:00 UTC "
+                           "(On-call, Labels).")
+    assert _tables.slo_status_row(spec, None, "no model 'fraud'")["note"] == "no model 'fraud'"
+
+
+def _trend(at: AppTest) -> dict:
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    (trend,) = [f for f in figures if any(t.get("name") == "daily log loss" for t in f["data"])
+                and "yaxis2" not in f["layout"]]
+    return trend
+
+
+def test_slo_target_drawn_when_the_slo_covers_the_filter(
+        exec_db: Path, eu_slo: monitoring_config.Slo, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(exec_db, monkeypatch, {"range": "all", "segment": "region=eu"})
+    trend = _trend(at)
+    lines = [t["name"] for t in trend["data"] if t.get("name", "").startswith("SLO eu-windows")]
+    assert lines == ["SLO eu-windows: 0.3 nats (6h windows)"]
+    assert [s["y0"] for s in trend["layout"]["shapes"] if s.get("type") == "line"] == [0.3]
+    assert any("the target of each configured SLO that covers exactly this filter" in c.value
+               for c in at.caption)
+    # The whole model: the eu SLO does not cover it, and the page says why no line is drawn.
+    at = _open(exec_db, monkeypatch, {"range": "all"})
+    assert not [t for t in _trend(at)["data"] if t.get("name", "").startswith("SLO ")]
+    assert any("no configured SLO with a log loss target covers exactly this filter "
+               "(eu-windows: region=eu)" in c.value for c in at.caption)
+
+
+def test_a_trend_length_not_offered_is_reported(exec_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _open(exec_db, monkeypatch, {"range": "all", "trend_days": "13"})
+    assert any("trend_days='13' (not one of 7, 14, 30, 60, 90); showing the default, 30"
+               in e.value for e in at.error), [e.value for e in at.error]
+    assert at.selectbox(key="lb_trend_days").value == 30
+    assert "trend_days" not in at.query_params
+    at = _open(exec_db, monkeypatch, {"range": "all", "trend_days": "14"})
+    assert at.selectbox(key="lb_trend_days").value == 14 and not at.error
 
 
 # --------------------------------------------------------------------------- versions, KPIs
@@ -291,14 +385,23 @@ def test_versions_table_and_kpi_correlation(exec_db: Path, monkeypatch: pytest.M
         window = report.resolve_windows(con, flt)
         versions = loss.by_version(con, window, auc=False)
         kpis = executive.kpi_vs_loss(con, replace(window, start=window.end - timedelta(days=30)))
-    (table,) = [d.value for d in at.dataframe if "model_version" in d.value.columns]
+    (shown,) = [d for d in at.dataframe if "model_version" in d.value.columns]
+    table = shown.value
     assert list(table["model_version"]) == ["v1", "v2"]
     assert np.allclose(table["log_loss"].astype(float), versions["log_loss"].astype(float))
+    # Fits a 1440 px window: ten short columns, the interval in one.
+    assert list(shown.proto.column_order) == ["model_version", "first_ts", "last_ts",
+                                              "n_predictions", "n_labelled", "log_loss",
+                                              "interval", "brier", "accuracy", "confidence"]
+    low, high = versions.iloc[0][["log_loss_ci_low", "log_loss_ci_high"]]
+    assert table["interval"].iloc[0] == f"{low:.4f} – {high:.4f}"
     (corr,) = kpis.correlations
     # Every day has fewer than 1,000 labelled rows: no confident day to correlate, and said so.
     assert corr.r is None and corr.n_days == 0
     assert any(html_report.correlation_sentence(corr) in c.value for c in at.caption)
-    assert at.get("download_button")
+    (download,) = at.get("download_button")
+    # A Material icon: headless Chromium has no emoji font and drew 📥 as an empty box.
+    assert download.proto.icon == ":material/download:"
 
 
 # --------------------------------------------------------------------------- empty states

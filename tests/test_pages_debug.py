@@ -4,13 +4,17 @@ URL keys (dbg_feature, dbg_x, dbg_y, dbg_cal) round-trip, and empty states say w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from lossboard.dashboard.analysis import calibration, samples, views
+from lossboard.dashboard.pages import _tables
 from lossboard.db import read_connection
-from pages_support import run_app, small_db, texts, view_of
+from pages_support import ingest_frame, run_app, small_db, texts, view_of
 
 QUERY = {"model": "fraud", "from": "2024-03-01T12:00:00Z", "to": "2024-03-03T00:00:00Z",
          "ref_from": "2024-03-01T00:00:00Z", "ref_to": "2024-03-01T12:00:00Z"}
@@ -104,3 +108,54 @@ def test_segment_filter_changes_what_is_shown(tmp_path: Path, monkeypatch: pytes
         shown[name] = {m.label: m.value for m in at.metric}["labelled rows"]
         assert shown[name] == f"{expected:,}"
     assert shown["all"] != shown["eu"]
+
+
+# --------------------------------------------------------------------------- audit of the views
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.0, _tables.P_FLOOR_TEXT),  # underflowed: scipy returns 0 below ~1e-308
+    (1e-310, _tables.P_FLOOR_TEXT),
+    (3.14159e-12, "3.14e-12"),
+    (0.909, "0.909"),
+    (None, None),  # categorical: KS is not defined
+    (float("nan"), None),
+])
+def test_p_value_text(value, shown) -> None:
+    assert _tables.p_value_text(value) == shown
+
+
+def test_drift_table_says_ks_is_not_defined_for_categorical(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    at = run_app(db, monkeypatch, QUERY, page="pages/debug.py")
+    (table,) = [d for d in at.dataframe if "ks_pvalue" in d.value.columns]
+    rows = table.value.set_index("feature")
+    assert rows.loc["device", "kind"] == "categorical"
+    assert pd.isna(rows.loc["device", "ks_pvalue"]) and pd.isna(rows.loc["device", "ks_statistic"])
+    assert table.proto.placeholder == "—"  # not "None"
+    config = json.loads(table.proto.columns)
+    assert "not defined for categorical" in config["ks_statistic"]["help"]
+    assert "not defined for categorical" in config["ks_pvalue"]["help"]
+    with read_connection(str(db)) as con:
+        p = views.drift_table(con, views.drift_window(view_of(db, QUERY))).set_index("feature")
+    assert rows.loc["amount", "ks_pvalue"] == f"{p.loc['amount', 'ks_pvalue']:.3g}"
+
+
+def test_psi_heatmap_says_its_colours_are_capped(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # amount moves tenfold after the reference window: daily PSI far above the 0.5 cap.
+    rng = np.random.default_rng(5)
+    ts = pd.date_range("2024-03-01", periods=480, freq="6min", tz="UTC")
+    amount = rng.gamma(2.0, 30.0, 480) * np.where(ts >= pd.Timestamp("2024-03-01T12:00Z"), 10, 1)
+    preds = pd.DataFrame({"request_id": [f"r{i}" for i in range(480)],
+                          "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          "score": rng.uniform(0.02, 0.98, 480).round(4),
+                          "region": "eu", "amount": amount.round(2)})
+    db = tmp_path / "drift.duckdb"
+    ingest_frame(db, preds, "predictions.csv", model="fraud", model_version="v1",
+                 segments=("region",), features=("amount",))
+    at = run_app(db, monkeypatch, QUERY, page="pages/debug.py")
+    (heatmap,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if json.loads(c.proto.spec)["data"][0].get("type") == "heatmap"]
+    assert heatmap["data"][0]["colorbar"]["ticktext"][-1] == "≥ 0.5"
+    captions = " ".join(texts(at.caption))
+    assert "Colours are capped at PSI 0.5" in captions and "the largest here, amount at" in captions

@@ -8,11 +8,14 @@ the Debug page on that slice.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from lossboard.dashboard import charts, monitoring_config
 from lossboard.dashboard.analysis import loss, report
+from lossboard.dashboard.pages._common import LABELS_ANCHOR, LABELS_LINK
 from lossboard.dashboard.cli import ensure_sample_database
 from lossboard.db import read_connection
 from pages_support import links, run_app, small_db, texts, view_of
@@ -178,3 +181,85 @@ def test_a_bad_alert_config_is_a_warning_not_a_crash(tmp_path: Path,
     assert not at.exception
     assert any("Alerts could not be evaluated" in w for w in texts(at.warning))
     assert "log loss, last 6 h" in {m.label for m in at.metric}  # the rest of the page is there
+
+
+# --------------------------------------------------------------------------- audit of the views
+SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "sample_data" / "lossboard.toml"
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _trace_names(figure: dict) -> list[str]:
+    return [t.get("name") for t in figure["data"]]
+
+
+def test_sample_label_stall_links_to_labels_not_to_debug(sample_page) -> None:
+    # Debug has no label view: the stall's link used to open its Scores tab.
+    debug = [q for label, q in links(sample_page) if label == "Open in Debug"]
+    assert not [q for q in debug if q.get("dbg_focus") == ["scores"]
+                and q["from"][0].startswith("2026-10-28")]
+    assert LABELS_LINK in texts(sample_page.markdown)
+    (heading,) = [h for h in sample_page.subheader if h.value == "Labels: coverage and lag"]
+    assert heading.proto.anchor == LABELS_ANCHOR
+
+
+def test_sample_stall_young_buckets_are_not_called_expected(sample_page) -> None:
+    (coverage,) = [f for f in _figures(sample_page) if "label coverage" in _trace_names(f)]
+    assert charts.STALLED_NAME in _trace_names(coverage)
+    assert charts.NOT_MATURE_NAME not in _trace_names(coverage)
+    captions = " ".join(texts(sample_page.caption))
+    assert "low coverage there is expected, not a stall" not in captions
+    assert "during the label stall" in captions
+
+
+def test_sample_rolling_loss_axis_ignores_the_stall_windows(sample_page) -> None:
+    (rolling,) = [f for f in _figures(sample_page) if "log loss, 6h window" in _trace_names(f)]
+    low, high = rolling["layout"]["yaxis"]["range"]
+    assert low == 0 and high < 1.5  # the stall's few-row windows reach 3-4 nats
+    band = next(t for t in rolling["data"] if t["name"].startswith(charts.CI_BAND_NAME))
+    assert min(y for y in band["y"] if y is not None) >= 0
+
+
+@pytest.fixture(scope="module")
+def sample_24h(sample_db: Path):
+    mp = pytest.MonkeyPatch()
+    mp.setenv(monitoring_config.CONFIG_ENV, str(SAMPLE_CONFIG))
+    try:
+        yield run_app(sample_db, mp, {"model": "fraud", "range": "24h"})
+    finally:
+        mp.undo()
+
+
+def test_no_finding_while_alerts_fire_is_not_an_all_clear(sample_24h) -> None:
+    markdown = " ".join(texts(sample_24h.markdown))
+    assert "**drift**" in markdown and "**canary**" in markdown  # alerts fire (7d lookback)
+    successes = " ".join(texts(sample_24h.success))
+    assert "they all look like the reference window" not in successes
+    assert "No feature drift finding" not in successes
+    warnings = " ".join(texts(sample_24h.warning))
+    assert "alerts fire over the alert lookback (7d up to" in warnings
+    assert "but the drift alert fires (region=eu)" in warnings
+
+
+def test_one_hour_range_labels_tiles_by_their_window_and_draws_no_empty_chart(
+        sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_app(sample_db, monkeypatch, {"model": "fraud", "range": "1h"})
+    labels = [m.label for m in at.metric]
+    assert "NaN / inf scores, last 1 h" in labels and "extreme scores, last 1 h" in labels
+    assert not [label for label in labels if "24 h" in label or "6 h" in label]
+    captions = " ".join(texts(at.caption))
+    assert "Score counters: one hour in this window" in captions
+    assert "A coverage chart needs two buckets or more" in captions
+    assert not [f for f in _figures(at) if "scores per hour" in json.dumps(f["layout"])]
+
+
+def test_segment_fixed_by_the_filter_is_not_ranked(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    db = small_db(tmp_path)
+    at = run_app(db, monkeypatch, {"model": "fraud", "from": "2024-03-01T00:00:00Z",
+                                   "to": "2024-03-03T00:00:00Z", "segment": "region=eu"})
+    assert any("The filter fixes region=eu: no other segment column to rank within it" in i
+               for i in texts(at.info)), texts(at.info)
+    assert not [f for f in _figures(at) if "segment value" in json.dumps(f["layout"])]

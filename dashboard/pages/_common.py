@@ -16,6 +16,12 @@ from lossboard.dashboard.state import query
 from lossboard.errors import LossboardError
 
 
+#: The anchor of On-call's Labels section, and the link a label finding has instead of one
+#: to Debug (Debug has no label view).
+LABELS_ANCHOR = "labels"
+LABELS_LINK = f"[See Labels below](#{LABELS_ANCHOR})"
+
+
 def fmt_time(value: Any) -> str:
     """A UTC time as the pages show it; None is an open end."""
     return "open" if value is None else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from lossboard.dashboard.analysis import executive, health, rollup
+from lossboard.dashboard.pages import _tables
 from lossboard.dashboard.sidebar import current_filter
 from lossboard.dashboard.state import query
 
@@ -33,8 +34,10 @@ if flt.model is not None:
                "rows, whatever their model.")
 
 st.subheader("Ingest runs")
-st.caption("One row per file per ingest run; read = accepted + duplicate + quarantined.")
-st.dataframe(query(health.ingest_runs, limit=200), hide_index=True)
+runs, runs_config, folders = _tables.ingest_runs_table(query(health.ingest_runs, limit=200))
+st.caption("One row per file per ingest run; read = accepted + duplicate + quarantined. "
+           + folders)
+st.dataframe(runs, hide_index=True, **runs_config)
 
 st.subheader("Quarantine by reason")
 by_reason = query(health.quarantine_by_reason)

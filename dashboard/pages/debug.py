@@ -33,6 +33,7 @@ from lossboard.dashboard.analysis import (
     calibration, loss, samples, saturation, segments, views,
 )
 from lossboard.dashboard.sidebar import page_param, set_page_param
+from lossboard.dashboard.pages import _tables
 from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
 from lossboard.dashboard.state import query
 
@@ -40,6 +41,8 @@ TABS = {"drift": "Drift", "errors": "Errors and top-loss samples", "calibration"
         "scores": "Scores and activations"}
 STRATEGIES = {"uniform": "equal width", "quantile": "equal mass"}
 TOP_K = 100
+#: The PSI the drift heatmap's colour scale tops out at (twice the 0.25 "act" threshold).
+HEATMAP_PSI_MAX = 0.5
 
 
 
@@ -75,14 +78,12 @@ def _drift_tab(view: Any) -> None:
     if table.empty:
         st.info("No feature is logged for this model, so there is no drift to show.")
         return
-    shown = table[["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "status",
-                   "missing_rate_reference", "missing_rate_current", "n_reference", "n_current"]]
-    st.dataframe(shown, hide_index=True, key="dbg_drift_table", column_config={
-        "psi": st.column_config.NumberColumn("PSI", format="%.4f"),
-        "ks_statistic": st.column_config.NumberColumn("KS D", format="%.4f"),
-        "ks_pvalue": st.column_config.NumberColumn("KS p-value", format="%.3g")})
+    shown, config = _tables.drift_table(table)
+    st.dataframe(shown, hide_index=True, key="dbg_drift_table", **config)
     st.caption("Features ranked by PSI (reference-quantile bins; 0.1 watch, 0.25 act) with the "
-               "exact two-sample KS statistic and p-value for numeric features.")
+               "exact two-sample KS statistic and p-value for numeric features (— for "
+               f"categorical ones, where KS is not defined; {_tables.P_FLOOR_TEXT}: a p-value "
+               "too small for a double).")
     features = table["feature"].tolist()
     feature = _url_select("Drill down to feature", "dbg_feature", features, features[0])
     dist = tab.distributions[feature]
@@ -96,9 +97,19 @@ def _drift_tab(view: Any) -> None:
                    f"PSI {row['psi']:.4f} is the sum of the per-bin terms in the hover.")
     daily = tab.daily
     if not daily.empty:
-        st.plotly_chart(charts.drift_heatmap_figure(daily), key="dbg_drift_heatmap")
+        st.plotly_chart(charts.drift_heatmap_figure(daily, zmax=HEATMAP_PSI_MAX),
+                        key="dbg_drift_heatmap")
+        psi = pd.to_numeric(daily["psi"], errors="coerce")
+        capped = ""
+        if psi.notna().any() and float(psi.max()) > HEATMAP_PSI_MAX:
+            top = daily.loc[psi.idxmax()]
+            capped = (f" Colours are capped at PSI {HEATMAP_PSI_MAX:g} (act is 0.25): the largest "
+                      f"here, {top['feature']} at {float(top['psi']):.3g} on "
+                      f"{pd.Timestamp(top['day']):%Y-%m-%d}, has the top colour; the hover gives "
+                      "each cell's value.")
         st.caption("PSI of each UTC day against the whole reference window; a band that turns "
-                   "red from one day on dates the drift. Ringed cells have fewer than 1,000 rows.")
+                   "red from one day on dates the drift. Ringed cells have fewer than 1,000 rows."
+                   + capped)
 
 
 def _no_labels(view: Any) -> None:

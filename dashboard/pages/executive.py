@@ -6,9 +6,12 @@ row per model version, the business KPIs beside the loss, and a download of the 
 a self-contained HTML report (the file ``lossboard export-report`` writes).
 
 Page query parameters (besides the sidebar's Filter, see ``sidebar.py``): ``slo_target`` (a
-log loss target in nats drawn on the trend), ``trend_days`` (length of the trend chart, default 30). Configured SLOs (``[[slo]]`` in
-lossboard.toml, read as ``lossboard alerts`` reads it) of the model are listed with their
-error budget remaining and burn rates (analysis/slo.py).
+log loss target in nats drawn on the trend), ``trend_days`` (length of the trend chart, one of
+TREND_DAYS, default 30; another value is reported and the default used). Configured SLOs
+(``[[slo]]`` in lossboard.toml, read as ``lossboard alerts`` reads it) of the model are listed
+with their error budget remaining, burn rates and current log loss with its n
+(analysis/slo.py, worded by ``_tables.slo_status_row``); the target of each SLO that covers
+exactly the filter is drawn on the trend.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import streamlit as st
 from lossboard.dashboard import charts, html_report, monitoring_config, sidebar
 from lossboard.dashboard.analysis import calibration, executive, labels, loss, report, slo
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.pages import _tables
 from lossboard.dashboard.state import query
 from lossboard.errors import LossboardError
 
@@ -83,47 +87,87 @@ if summary.low_confidence and summary.log_loss is not None:
                "treat these figures as low confidence.")
 
 # --------------------------------------------------------------------------- trend and SLO
+def _trend_days(raw: str) -> int:
+    days = int(raw)
+    if days not in TREND_DAYS:
+        raise ValueError(f"not one of {', '.join(map(str, TREND_DAYS))}")
+    return days
+
+
 st.subheader("Log loss trend")
 sidebar.page_param("slo_target", "lb_slo_target", float, 0.0)
-slo_col, status_col = st.columns([1, 3])
-target = slo_col.number_input("SLO target (nats)", min_value=0.0, step=0.01, format="%.3f",
-                              key="lb_slo_target",
-                              help="Draw a log loss target on the trend; 0 = none. Kept in the URL.")
+sidebar.page_param("trend_days", "lb_trend_days", _trend_days, DEFAULT_TREND_DAYS)
+target_col, days_col, _ = st.columns([1, 1, 2])
+target = target_col.number_input("Target to draw (nats)", min_value=0.0, step=0.01, format="%.3f",
+                                 key="lb_slo_target",
+                                 help="Draw a log loss target on the trend; 0 = none. Kept in "
+                                      "the URL. Configured SLOs that cover this filter are "
+                                      "drawn anyway.")
 sidebar.set_page_param("slo_target", f"{target:g}" if target else None)
+trend_days = days_col.selectbox("Trend length (days)", TREND_DAYS, key="lb_trend_days",
+                                help="Days of daily log loss up to the end of the selected range.")
+sidebar.set_page_param("trend_days", None if trend_days == DEFAULT_TREND_DAYS else str(trend_days))
 try:
     slos = html_report.model_slos(monitoring_config.load(), flt.model)
 except LossboardError as exc:
     st.warning(f"The SLO config could not be read: {exc}")
     slos = ()
-if slos:
-    rows = []
-    for spec in slos:
-        try:
-            rows.append(html_report.slo_row(spec, query(slo.status, slo=spec, flt=window)))
-        except LossboardError as exc:
-            rows.append(html_report.slo_row(spec, None, str(exc)))
-    status_col.dataframe(pd.DataFrame(rows), hide_index=True, key="slo_status")
-    status_col.caption(html_report.SLO_CAPTION)
-status_col.caption(html_report.target_sentence(flt.model, target or None, len(slos)))
-sidebar.page_param("trend_days", "lb_trend_days", int, DEFAULT_TREND_DAYS)
-trend_days = slo_col.selectbox("Trend length (days)", TREND_DAYS, key="lb_trend_days",
-                               help="Days of daily log loss up to the end of the selected range.")
-sidebar.set_page_param("trend_days", None if trend_days == DEFAULT_TREND_DAYS else str(trend_days))
+statuses: list[slo.SloStatus | None] = []
+problems: list[str | None] = []
+for spec in slos:
+    try:
+        statuses.append(query(slo.status, slo=spec, flt=window))
+        problems.append(None)
+    except LossboardError as exc:
+        statuses.append(None)
+        problems.append(str(exc))
+stalled_since = None
+if any(s is not None and any(b.burn_rate is None for b in s.burn_rates) for s in statuses):
+    # A burn rate without events: say whether labels stopped arriving (the usual cause).
+    try:
+        stall = query(labels.label_stall, flt=window)
+        if stall.stalled:
+            stalled_since = getattr(stall, "onset", None) or stall.recent_start
+    except LossboardError:
+        stalled_since = None
+slo_lines = _tables.slo_target_lines(slos, statuses, flt.model, flt.versions, flt.segments)
 days = query(loss.by_bucket, flt=html_report.trend_filter(window, trend_days), bucket="day",
              auc=False)
-st.plotly_chart(charts.loss_trend_figure(days, slo_target=target or None,
+st.plotly_chart(charts.loss_trend_figure(days, slo_target=target or None, slo_targets=slo_lines,
                                          selected=(window.start, window.end)), key="trend")
 st.caption(f"Daily log loss over the {trend_days} days up to the end of the range (lower is "
            "better) with its 95% interval (blue band); the yellow area is the range of the tiles; hollow "
            "grey markers are days with fewer than "
-           f"{summary.min_samples:,} labelled predictions (low confidence).")
+           f"{summary.min_samples:,} labelled predictions (low confidence), drawn without band "
+           "and, when far off, as a triangle at the edge of the axis (value in the hover).")
+if target:
+    st.caption(html_report.target_sentence(flt.model, target, len(slos)))
+if slo_lines:
+    st.caption("Dashed: the target of each configured SLO that covers exactly this filter ("
+               + "; ".join(label for label, _ in slo_lines) + "). The SLO judges windows of its "
+               "own length, the trend shows days: a day above the line is a warning, the burn "
+               "rates below are the verdict.")
+elif slos and not target:
+    st.caption("No target line drawn: no configured SLO with a log loss target covers exactly "
+               "this filter (" + "; ".join(f"{s.name}: {_tables.slo_scope(s)}" for s in slos)
+               + "). Choose its segment or version in the sidebar, or set a target to draw.")
+elif not slos and not target:
+    st.caption(html_report.target_sentence(flt.model, None, 0))
+if slos:
+    st.markdown("**Configured SLOs**")
+    st.table(pd.DataFrame([_tables.slo_status_row(spec, status, problem, stalled_since=stalled_since)
+                           for spec, status, problem in zip(slos, statuses, problems)]),
+             hide_index=True)
+    st.caption(html_report.SLO_CAPTION + " Current log loss: over the SLO's own window ending "
+               "at the end of the range, with its n; \"too few\" below the SLO's min_samples.")
 
 # --------------------------------------------------------------------------- versions
 st.subheader("Model versions")
 versions = query(loss.by_version, flt=window, auc=False)
-st.dataframe(html_report.version_table(versions), hide_index=True)
+shown_versions, version_config = _tables.version_table(html_report.version_table(versions))
+st.dataframe(shown_versions, hide_index=True, **version_config)
 st.caption("One row per model version in the window, in order of first appearance; n is the "
-           "labelled predictions behind the log loss.")
+           "labelled predictions behind the log loss (low: fewer than the minimum).")
 
 # --------------------------------------------------------------------------- KPIs
 st.subheader("Business KPIs and log loss")
@@ -145,6 +189,6 @@ st.download_button(
     "Download this view as an HTML report", data=lambda: query(html_report.build_html, flt=window, trend_days=trend_days,
                        slo_target=target or None, slos=slos),
     file_name=html_report.file_name(window), mime="text/html", on_click="ignore",
-    icon="📥", key="download_report",
+    icon=":material/download:", key="download_report",
     help="One self-contained file (charts included, works offline), the same as "
          "`lossboard export-report` with this view's filter.")

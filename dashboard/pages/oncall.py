@@ -17,9 +17,12 @@ import pandas as pd
 import streamlit as st
 
 from lossboard.dashboard import charts, monitoring_config
+from lossboard.dashboard.monitoring_config import format_minutes
 from lossboard.dashboard.analysis import views
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.dashboard.pages._common import fmt_time, header, no_labels_text, section
+from lossboard.dashboard.pages._common import (
+    LABELS_ANCHOR, LABELS_LINK, fmt_time, header, no_labels_text, section,
+)
 from lossboard.dashboard.state import query
 from lossboard.errors import LossboardError
 
@@ -38,8 +41,10 @@ TITLES = {
 #: The Debug section a finding is best looked at in (Debug's ``dbg_focus`` parameter).
 FOCUS = {"feature_drift": "drift", "canary_fail": "calibration", "nonfinite_scores": "scores",
          "exact_zero_one_scores": "scores", "activation_saturation": "scores",
-         "loss_regression": "errors", "label_stall": "scores"}
-
+         "loss_regression": "errors"}
+#: Findings and alerts that Debug has nothing about: labels show on this page only (the Labels
+#: section), so their link goes there instead of to Debug.
+LABEL_FINDINGS = ("label_stall",)
 
 
 def _fmt_loss(value: float | None) -> str:
@@ -83,6 +88,10 @@ def _alerts_section(view: Any, canary_pair: tuple[str, str] | None,
             badge = ":red-badge[page]" if alert.severity == "page" else ":orange-badge[ticket]"
             left.markdown(f"{badge} **{alert.rule}** · {where} · since **{fmt_time(alert.since)}**")
             left.caption(f"{alert.message} (n = {alert.n:,})")
+            if alert.rule in LABEL_FINDINGS:
+                right.markdown(LABELS_LINK, help="Debug has no label view: the Labels section "
+                               "of this page shows coverage and lag per bucket.")
+                continue
             link = views.finding_filter(view, {
                 "since": pd.Timestamp(alert.since).isoformat(),
                 "where": {"model_version": alert.version,
@@ -95,10 +104,23 @@ def _alerts_section(view: Any, canary_pair: tuple[str, str] | None,
                              query_params=link.to_query())
 
 
+def _firing_text(firing: list[Any], lookback_minutes: int | None, end: Any) -> str:
+    """"5 alerts fire (canary, drift, ...) over the alert lookback (7d up to ...)": what an
+    empty findings section says instead of an all-clear while alerts fire."""
+    rules = ", ".join(dict.fromkeys(a.rule for a in firing))
+    lookback = ("" if lookback_minutes is None else
+                f" over the alert lookback ({format_minutes(lookback_minutes)} up to {fmt_time(end)})")
+    return (f"{len(firing)} alert{'s' if len(firing) != 1 else ''} fire{'s' if len(firing) == 1 else ''}"
+            f"{lookback} ({rules}): see Firing alerts above. Alerts look back further than "
+            "this window and compare with their own baselines.")
+
+
 def _findings_section(view: Any, findings: list[dict[str, Any]],
-                      baseline: str | None) -> Any:
+                      baseline: str | None, firing: list[Any],
+                      lookback_minutes: int | None) -> Any:
     """The findings but feature drift's; returns the container the drift findings go in
-    (:func:`_drift_findings`, filled once the rest of the page has rendered)."""
+    (:func:`_drift_findings`, filled once the rest of the page has rendered). With no
+    finding in the window while alerts fire, it says so rather than giving an all-clear."""
     st.subheader("Findings: what broke, where, since when")
     st.caption(f"From `lossboard report` over {fmt_time(view.start)} – {fmt_time(view.end)} "
                f"against the reference window {fmt_time(view.reference_start)} – "
@@ -108,7 +130,10 @@ def _findings_section(view: Any, findings: list[dict[str, Any]],
         st.page_link(ONCALL_PAGE, icon=":material/history:", query_params={
             "model": view.model, "range": "all"},
             label=f"Older incidents are outside this window: look back to {fmt_time(whole.start)}")
-    if not findings:
+    if not findings and firing:
+        st.warning("No loss, canary, score, activation or label-delivery finding in this "
+                   f"window; {_firing_text(firing, lookback_minutes, view.end)}")
+    elif not findings:
         st.success("No loss, canary, score, activation or label-delivery finding in this "
                    "window: they all look like the reference window.")
     for f in sorted(findings, key=lambda f: f.get("since") or ""):
@@ -124,11 +149,15 @@ def _finding_card(view: Any, f: dict[str, Any], baseline: str | None) -> None:
                       + (f" until {fmt_time(f['until'])}" if f.get("until") else " (ongoing)"))
         left.caption(f["detail"])
         with right:
-            st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
-                         query_params=_debug_params(view, f, baseline))
+            if f["what"] in LABEL_FINDINGS:
+                st.markdown(LABELS_LINK, help="Debug has no label view: the Labels section of "
+                            "this page shows coverage and lag per bucket.")
+            else:
+                st.page_link(DEBUG_PAGE, label="Open in Debug", icon=":material/troubleshoot:",
+                             query_params=_debug_params(view, f, baseline))
 
 
-def _drift_findings(view: Any, box: Any) -> None:
+def _drift_findings(view: Any, box: Any, firing: list[Any]) -> None:
     """The feature drift findings, into ``box`` (the end of the findings section): asked for
     last, so the figures of "is it broken now" do not wait for a drift search over every
     feature and day (views.oncall_drift_findings)."""
@@ -136,17 +165,37 @@ def _drift_findings(view: Any, box: Any) -> None:
         with section("The feature drift findings"):
             with st.spinner("Looking for feature drift (daily PSI of every feature)…"):
                 drifted = query(views.oncall_drift_findings, flt=view)
-            if not drifted:
+            drift_alerts = [a for a in firing if a.rule == "drift"]
+            if not drifted and drift_alerts:
+                where = ", ".join(dict.fromkeys(a.segment or "whole model" for a in drift_alerts))
+                st.warning("No feature drift finding in this window against its reference "
+                           f"window {fmt_time(view.reference_start)} – "
+                           f"{fmt_time(view.reference_end)}, but the drift alert fires ({where}): "
+                           "it compares with its own reference window (lossboard.toml, "
+                           "[alerts.drift]) over the alert lookback. See Firing alerts above.")
+            elif not drifted and firing:
+                st.info("No feature drift finding: no feature's daily PSI against the "
+                        "reference window stayed at 0.1 or above (other alerts fire: see above).")
+            elif not drifted:
                 st.success("No feature drift finding: no feature's daily PSI against the "
                            "reference window stayed at 0.1 or above.")
             for f in drifted:
                 _finding_card(view, f, None)
 
 
-def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) -> None:
+def _last(hours: float, span_hours: float) -> str:
+    """"last 24 h", or what a shorter view really covers: "last 1 h"."""
+    return f"last {min(hours, span_hours):g} h"
+
+
+def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any,
+              view: Any) -> None:
+    """The newest figures; each tile is labelled by the window it really covers (a 6 h
+    window of a 1 h view holds 1 h)."""
+    span_hours = (pd.Timestamp(view.end) - pd.Timestamp(view.start)).total_seconds() / 3600
     cols = st.columns(5)
-    for col, label, frame in ((cols[0], "log loss, last 1 h", roll_1h),
-                              (cols[1], "log loss, last 6 h", roll_6h)):
+    for col, label, frame in ((cols[0], f"log loss, {_last(1, span_hours)}", roll_1h),
+                              (cols[1], f"log loss, {_last(6, span_hours)}", roll_6h)):
         if frame.empty:
             col.metric(label, "—")
             continue
@@ -157,14 +206,18 @@ def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any) 
         col.metric(label, _fmt_loss(value), help=f"n = {int(last['n']):,} labelled rows{low}, "
                    f"window ending {fmt_time(last['window_end'])}")
         col.caption(f"n = {int(last['n']):,}{low}")
-    last_day = sat.by_bucket.tail(24)
+    day_hours = min(24.0, span_hours)
+    by_hour = sat.by_bucket
+    last_day = by_hour[pd.to_datetime(by_hour["bucket_start"], utc=True)
+                       >= pd.Timestamp(view.end) - pd.Timedelta(hours=day_hours)]
+    last = _last(24, span_hours)
     nonfinite = int((last_day["n_nan"] + last_day["n_posinf"] + last_day["n_neginf"]).sum())
     exact = int((last_day["n_exact_0"] + last_day["n_exact_1"]).sum())
     extreme = int((last_day["n_low"] + last_day["n_high"]).sum())
     n_day = int(last_day["n"].sum())
-    cols[2].metric("NaN / inf scores, last 24 h", f"{nonfinite:,}", help=f"of n = {n_day:,} predictions")
+    cols[2].metric(f"NaN / inf scores, {last}", f"{nonfinite:,}", help=f"of n = {n_day:,} predictions")
     cols[2].caption(f"n = {n_day:,}; whole window: {sat.overall.n_nan + sat.overall.n_posinf + sat.overall.n_neginf:,}")
-    cols[3].metric("extreme scores, last 24 h", f"{extreme:,}",
+    cols[3].metric(f"extreme scores, {last}", f"{extreme:,}",
                    help=f"scores < 0.01 or > 0.99, of which exactly 0 or 1: {exact:,}")
     cols[3].caption(f"exactly 0 or 1: {exact:,}; whole window: "
                     f"{sat.overall.n_exact_0 + sat.overall.n_exact_1:,}")
@@ -184,6 +237,19 @@ def _segments_section(view: Any, excess: pd.DataFrame) -> None:
     if excess.empty:
         st.info("No segment column has labelled rows in this window; nothing to rank.")
         return
+    # A column the filter fixes to one value has nothing to rank: its one value is the whole
+    # window (its "rest" is empty).
+    counts: dict[str, int] = {}
+    for column, _ in view.segments:
+        counts[column] = counts.get(column, 0) + 1
+    fixed = sorted(c for c, k in counts.items() if k == 1)
+    if fixed:
+        excess = excess[~excess["column"].isin(fixed)]
+        if excess.empty:
+            st.info(f"The filter fixes {', '.join(f'{c}={v}' for c, v in view.segments if c in fixed)}"
+                    ": no other segment column to rank within it.")
+            return
+        st.caption(f"{', '.join(fixed)}: fixed by the filter, left out of the ranking.")
     st.plotly_chart(charts.excess_loss_figure(excess), key="oc_segments")
     st.caption("Each bar is a segment value's log loss minus that of the rest of the window "
                "(Welch's test); red bars are significantly worse, hollow ones have too few rows.")
@@ -216,11 +282,14 @@ def _canary_section(view: Any, result: Any) -> None:
 
 
 def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
-    st.subheader("Labels: coverage and lag")
+    st.subheader("Labels: coverage and lag", anchor=LABELS_ANCHOR)
     lag, bucket = data.lag, data.coverage_bucket
     cov, stall = views.figure(data.coverage), views.figure(data.stall)
     if stall.stalled:
-        st.warning(f"Label delivery stalled since {fmt_time(stall.recent_start)}: coverage "
+        # onset: the hour arrivals dropped (labels.label_stall); recent_start, the first of
+        # the mature hours judged, where it is not known.
+        since = getattr(stall, "onset", None) or stall.recent_start
+        st.warning(f"Label delivery stalled since {fmt_time(since)}: coverage "
                    f"{stall.recent_coverage:.1%} in the newest mature hours vs "
                    f"{stall.typical_coverage:.1%} before. A loss computed on the few labels that "
                    "arrived is not a quality signal.")
@@ -231,17 +300,29 @@ def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> N
         return
     if int(cov["n_labelled"].sum()) == 0:
         st.info(no_labels_text(lag))
-    st.plotly_chart(charts.coverage_figure(cov, marks=_marks(findings, ("label_stall",))),
+    if len(cov) < 2:
+        row = cov.iloc[0]
+        st.caption(f"One {bucket} in this window ({fmt_time(row['bucket_start'])}): "
+                   f"{int(row['n_labelled']):,} of {int(row['n_predictions']):,} predictions "
+                   "labelled. A coverage chart needs two buckets or more: widen the time range.")
+        return
+    st.plotly_chart(charts.coverage_figure(cov, marks=_marks(findings, ("label_stall",)),
+                                           stalled=bool(stall.stalled)),
                     key="oc_coverage")
-    st.caption(f"Share of predictions per {bucket} with a label, and the label lag p90. Orange "
-               "diamonds are buckets younger than the lag p90: their labels are still arriving, "
-               "so low coverage there is expected, not a stall.")
+    if stall.stalled:
+        st.caption(f"Share of predictions per {bucket} with a label, and the label lag p90. Red "
+                   "diamonds are buckets younger than the lag p90 during the label stall: their "
+                   "low coverage is the stall as much as label lag, not to be read as expected.")
+    else:
+        st.caption(f"Share of predictions per {bucket} with a label, and the label lag p90. Orange "
+                   "diamonds are buckets younger than the lag p90: their labels are still "
+                   "arriving, so low coverage there is expected, not a stall.")
 
 
-def _now_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
+def _now_section(view: Any, data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
     rolled, lag, sat = data.rolled, data.lag, views.figure(data.saturation)
     st.subheader("Now")
-    _headline(rolled["1h"], rolled["6h"], sat, lag)
+    _headline(rolled["1h"], rolled["6h"], sat, lag, view)
     if int(rolled["1h"]["n"].sum()) == 0:
         st.info(no_labels_text(lag) + " Loss appears once labels arrive; the counters below "
                 "need no labels.")
@@ -250,6 +331,10 @@ def _now_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None
         st.caption("Rolling log loss over the last 1 h and 6 h at every hour (6 h with its 95% "
                    "interval), predictions and labelled rows per hour below; hollow markers have "
                    "fewer labelled rows than the minimum; dashed lines mark when each finding began.")
+    if len(sat.by_bucket) < 2:
+        st.caption("Score counters: one hour in this window, its counts are in the tiles above "
+                   "(a chart needs two hours or more: widen the time range).")
+        return
     st.plotly_chart(charts.score_counters_figure(
         sat.by_bucket, marks=_marks(findings, ("nonfinite_scores", "exact_zero_one_scores"))),
         key="oc_counters")
@@ -287,9 +372,12 @@ def main() -> None:
     with section("The alerts"):
         _alerts_section(view, (can["baseline"], can["candidate"]) if can else None,
                         problem or data.alerts)
-    drift_box = _findings_section(view, findings, can.get("baseline")) if rep else None
+    firing = data.alerts if isinstance(data.alerts, list) and problem is None else []
+    lookback = None if config is None else config.lookback_minutes
+    drift_box = (_findings_section(view, findings, can.get("baseline"), firing, lookback)
+                 if rep else None)
     with section("The current figures"):
-        _now_section(data, findings)
+        _now_section(view, data, findings)
     with section("The segment ranking"):
         _segments_section(view, views.figure(data.excess))
     with section("The canary comparison"):
@@ -297,7 +385,7 @@ def main() -> None:
     with section("Label coverage"):
         _labels_section(data, findings)
     if drift_box is not None:
-        _drift_findings(view, drift_box)
+        _drift_findings(view, drift_box, firing)
 
 
 main()

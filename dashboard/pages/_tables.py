@@ -1,0 +1,229 @@
+"""How the pages word their tables: frames of analysis results in, the frame and the column
+configuration a page shows out. Not a page itself (app.py does not register it).
+
+Tables must fit the main area of a 1440 px wide window next to the sidebar (about 980 px):
+the pages show fewer, shorter columns (an interval in one column, a file's name without its
+folder) with their long names and units in the column help, and long text in ``st.table``,
+which wraps, rather than ``st.dataframe``, which cuts it.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from lossboard.dashboard.monitoring_config import Slo, format_minutes
+
+#: The burn-rate windows of an SLO's status (slo.STATUS_WINDOWS) as the table names them.
+BURN_WINDOWS = {60: "1 h", 360: "6 h", 4320: "3 d"}
+BURN_COLUMN = "burn rate 1 h · 6 h · 3 d"
+#: The column of the SLO table that says why a figure is "—" or not to be trusted.
+NOTE_COLUMN = "note"
+
+
+def _time(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+# --------------------------------------------------------------------------- SLO status
+def slo_covers(spec: Slo, model: str | None, versions: Iterable[str],
+               segments: Iterable[tuple[str, str]]) -> bool:
+    """True when the SLO is about exactly the view's model, versions and segments, so that
+    its target can be drawn on the view's trend."""
+    return (spec.model == model and set(spec.versions) == set(versions)
+            and set(spec.segments) == set(segments))
+
+
+def slo_scope(spec: Slo) -> str:
+    """What an SLO covers, in the sidebar's words: ``region=eu, version v2`` or ``whole model``."""
+    parts = [f"{c}={v}" for c, v in spec.segments]
+    parts += [f"version {', '.join(spec.versions)}"] if spec.versions else []
+    return ", ".join(parts) or "whole model"
+
+
+def current_loss_text(value: float | None, n: int, min_samples: int) -> str:
+    """The SLO's current log loss with its n, marked when n is below the SLO's
+    ``min_samples``: ``0.0003 (n = 4 < 100, too few)``."""
+    if value is None or pd.isna(value):
+        return f"— (n = {n:,})"
+    if n < min_samples:
+        return f"{value:.4f} (n = {n:,} < {min_samples:,}, too few)"
+    return f"{value:.4f} (n = {n:,})"
+
+
+def _events_word(spec: Slo) -> str:
+    if spec.sli == "windows":
+        return (f"no {format_minutes(spec.window_minutes)} window held "
+                f"{spec.min_samples:,} labelled rows")
+    return "no labelled prediction"
+
+
+def slo_status_row(spec: Slo, status: Any | None, problem: str | None = None, *,
+                   stalled_since: Any | None = None) -> dict[str, str]:
+    """One SLO's status (``slo.status``) as a row of the Executive page's SLO table.
+
+    Burn rates that cannot be computed (no event in their window) are "—" and the note says
+    why; ``stalled_since``, when labels stopped arriving (``labels.label_stall``), is named as
+    the likely cause. The current log loss carries its n and is marked "too few" below the
+    SLO's ``min_samples``."""
+    row = {"SLO": spec.name, "covers": slo_scope(spec),
+           "objective": f"{spec.objective:.2%} of {spec.sli}, {spec.period_days:g} d"}
+    if status is None:
+        return {**row, "state": "not computed", "budget remaining": "—", BURN_COLUMN: "—",
+                "target log loss": "—", "current log loss": "—", NOTE_COLUMN: problem or ""}
+    rates = {b.window_minutes: b for b in status.burn_rates}
+    shown = []
+    missing = []
+    for minutes, label in BURN_WINDOWS.items():
+        rate = rates.get(minutes)
+        if rate is None or rate.burn_rate is None:
+            shown.append("—")
+            missing.append(label)
+        else:
+            shown.append(f"{rate.burn_rate:.2f}")
+    note = ""
+    if missing:
+        why = (f"labels stalled since {_time(stalled_since)} UTC (On-call, Labels)"
+               if stalled_since is not None
+               else "labels still to come (label lag) or too little traffic")
+        note = (f"No burn rate over {', '.join(missing)}: {_events_word(spec)}, so no event "
+                f"to count; {why}.")
+    if status.target_log_loss is None and spec.sli == "predictions":
+        target = f"per row ≤ {spec.max_row_loss:g}" if spec.max_row_loss is not None else "—"
+    else:
+        target = "—" if status.target_log_loss is None else f"{status.target_log_loss:.4f}"
+    budget = status.budget_remaining
+    return {**row, "state": status.state,
+            "budget remaining": "—" if budget is None else f"{budget:.1%}",
+            BURN_COLUMN: " · ".join(shown), "target log loss": target,
+            "current log loss": current_loss_text(status.current_log_loss, status.current_n,
+                                                  spec.min_samples),
+            NOTE_COLUMN: note}
+
+
+def slo_target_lines(specs: Sequence[Slo], statuses: Sequence[Any | None], model: str | None,
+                     versions: Iterable[str], segments: Iterable[tuple[str, str]]
+                     ) -> list[tuple[str, float]]:
+    """``(label, log loss)`` of each SLO with a log loss target that covers the view
+    (:func:`slo_covers`), for the trend chart."""
+    versions, segments = tuple(versions), tuple(segments)
+    lines = []
+    for spec, status in zip(specs, statuses):
+        target = (status.target_log_loss if status is not None
+                  and status.target_log_loss is not None else spec.target_log_loss)
+        if target is None or not slo_covers(spec, model, versions, segments):
+            continue
+        lines.append((f"SLO {spec.name}: {target:.3g} nats "
+                      f"({format_minutes(spec.window_minutes)} windows)", float(target)))
+    return lines
+
+
+# --------------------------------------------------------------------------- versions
+def version_table(versions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``loss.by_version`` as the Executive page shows it: times to the minute, the 95%
+    interval in one column; the numeric columns keep their names (``log_loss``, ...)."""
+    frame = versions.copy()
+    for column in ("first_ts", "last_ts"):
+        if column in frame:
+            frame[column] = [_time(v) for v in frame[column]]
+    frame["interval"] = [
+        "—" if pd.isna(lo) or pd.isna(hi) else f"{lo:.4f} – {hi:.4f}"
+        for lo, hi in zip(frame.get("log_loss_ci_low", pd.Series(dtype=float)),
+                          frame.get("log_loss_ci_high", pd.Series(dtype=float)))]
+    if "low_confidence" in frame:
+        frame["confidence"] = ["low" if bool(v) else "ok" for v in frame["low_confidence"].fillna(True)]
+    order = [c for c in ("model_version", "first_ts", "last_ts", "n_predictions", "n_labelled",
+                         "log_loss", "interval", "brier", "accuracy", "confidence")
+             if c in frame]
+    config = {
+        "model_version": st.column_config.TextColumn("version"),
+        "first_ts": st.column_config.TextColumn("first (UTC)", help="first prediction in the window"),
+        "last_ts": st.column_config.TextColumn("last (UTC)", help="last prediction in the window"),
+        "n_predictions": st.column_config.NumberColumn("predictions", format="%d"),
+        "n_labelled": st.column_config.NumberColumn("labelled", format="%d",
+                                                    help="n: the labelled predictions behind the figures"),
+        "log_loss": st.column_config.NumberColumn("log loss", format="%.4f", help="nats"),
+        "interval": st.column_config.TextColumn("95% interval", help="of the log loss (nats)"),
+        "brier": st.column_config.NumberColumn("Brier", format="%.4f"),
+        "accuracy": st.column_config.NumberColumn("accuracy", format="%.3f",
+                                                  help="at the 0.5 threshold"),
+        "confidence": st.column_config.TextColumn(
+            "n", help="low: fewer labelled predictions than the minimum (1,000)"),
+    }
+    return frame, {"column_order": order, "column_config": config}
+
+
+# --------------------------------------------------------------------------- ingest runs
+def ingest_runs_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any], str]:
+    """``health.ingest_runs`` as Data health shows it: each file by its name, the folders
+    they came from said once (the third value, a sentence), counts under short names. The
+    frame keeps every column of ``ingest_runs``."""
+    frame = runs.copy()
+    paths = [str(p) for p in frame["path"]] if "path" in frame else []
+    frame["file"] = [posixpath.basename(p) or p for p in paths]
+    folders = sorted({posixpath.dirname(p) for p in paths})
+    where = ("" if not folders else f"Files from {folders[0]}." if len(folders) == 1
+             else f"Files from {len(folders)} folders: {', '.join(folders)}.")
+    if "finished_at" in frame:
+        frame["finished_at"] = [_time(v) for v in frame["finished_at"]]
+    order = ["file_id", "run_id", "file", "kind", "status", "n_read", "n_accepted", "n_duplicate",
+             "n_quarantined", "n_unmatched_labels", "finished_at", "seconds_total"]
+    if "message" in frame and frame["message"].notna().any():
+        order.append("message")
+    config = {
+        "file_id": st.column_config.NumberColumn("#", format="%d", width=40),
+        "run_id": st.column_config.TextColumn("run", width=100),
+        "file": st.column_config.TextColumn("file", help="the file's name; its folder is above"),
+        "n_read": st.column_config.NumberColumn("read", format="%d"),
+        "n_accepted": st.column_config.NumberColumn("accepted", format="%d"),
+        "n_duplicate": st.column_config.NumberColumn("dup.", format="%d", help="exact duplicates"),
+        "n_quarantined": st.column_config.NumberColumn("quar.", format="%d", help="quarantined rows"),
+        "n_unmatched_labels": st.column_config.NumberColumn(
+            "no pred.", format="%d", help="labels without a prediction yet"),
+        "finished_at": st.column_config.TextColumn("finished (UTC)"),
+        "seconds_total": st.column_config.NumberColumn("s", format="%.1f", help="seconds"),
+    }
+    return (frame, {"column_order": [c for c in order if c in frame], "column_config": config,
+                    "placeholder": "—"}, where)
+
+
+# --------------------------------------------------------------------------- drift
+#: Scientific notation stops at double precision: a KS p-value reported as 0 underflowed.
+P_FLOOR_TEXT = "< 1e-300"
+
+
+def p_value_text(value: Any) -> str | None:
+    """A KS p-value as text: ``3.1e-12``, ``< 1e-300`` for one that underflowed to 0, None when
+    not defined (categorical features)."""
+    if value is None or pd.isna(value):
+        return None
+    value = float(value)
+    if value == 0.0 or (0 < value < 1e-300):
+        return P_FLOOR_TEXT
+    return f"{value:.3g}" if not math.isnan(value) else None
+
+
+def drift_table(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``views.drift_table`` as Debug shows it: KS columns "—" for categorical features
+    (undefined there), a p-value that underflowed as ``< 1e-300``."""
+    frame = table[["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "status",
+                   "missing_rate_reference", "missing_rate_current", "n_reference",
+                   "n_current"]].copy()
+    frame["ks_pvalue"] = [p_value_text(v) for v in frame["ks_pvalue"]]
+    ks_help = "exact two-sample KS; — : not defined for categorical features"
+    config = {
+        "psi": st.column_config.NumberColumn("PSI", format="%.4f"),
+        "ks_statistic": st.column_config.NumberColumn("KS D", format="%.4f", help=ks_help),
+        "ks_pvalue": st.column_config.TextColumn("KS p-value", help=ks_help + "; < 1e-300: "
+                                                 "smaller than a double can hold"),
+        "missing_rate_reference": st.column_config.NumberColumn("missing (ref.)", format="%.4f"),
+        "missing_rate_current": st.column_config.NumberColumn("missing (cur.)", format="%.4f"),
+        "n_reference": st.column_config.NumberColumn("n (ref.)", format="%d"),
+        "n_current": st.column_config.NumberColumn("n (cur.)", format="%d"),
+    }
+    return frame, {"column_config": config, "placeholder": "—"}
