@@ -221,6 +221,31 @@ class _Figures:
         return f'{div}<p class="caption">{_e(caption)}</p>'
 
 
+def top_drift_rows(drift: list[dict[str, Any]], top: int = TOP_N) -> list[dict[str, Any]]:
+    """The report's drift rows worth listing: those with a PSI (``no_data`` rows compare with
+    nothing and are left out), most drifted first, at most ``top``."""
+    rows = [d for d in drift if d.get("status") != "no_data" and d.get("psi") is not None]
+    return sorted(rows, key=lambda d: (-d["psi"], str(d["feature"])))[:top]
+
+
+def _drift_section(drift: list[dict[str, Any]] | None) -> list[str]:
+    if drift is None:
+        return ['<p class="caption">Drift was not computed for this report.</p>']
+    rows = top_drift_rows(drift)
+    if not rows:
+        return ['<p class="caption">No reference data to compare with: every feature and the '
+                "score are no_data (the reference window holds no value of this filter, or the "
+                "window none). Choose a reference window or version with data.</p>"]
+    left_out = sum(d.get("status") == "no_data" for d in drift)
+    note = (f" {left_out} feature(s) without data in either window are not listed."
+            if left_out else "")
+    return [_table(rows, ["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "status",
+                          "n_reference", "n_current"]),
+            '<p class="caption">PSI and exact KS of each feature (and the score) in the window '
+            "against the reference window, most drifted first (by PSI); status watch at PSI "
+            f"0.1, act at 0.25.{_e(note)}</p>"]
+
+
 # --------------------------------------------------------------------------- the report
 def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                min_samples: int = loss.DEFAULT_MIN_SAMPLES, include_drift: bool = True,
@@ -326,15 +351,7 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
                             "Segment values ranked by excess log loss over the rest of the window "
                             "(nats); red: significant (Welch's test); hollow: low confidence."))
     parts.append("<h2>Top drift findings</h2>")
-    drift_rows = (rep.get("drift") or [])[:TOP_N]
-    if rep.get("drift") is None:
-        parts.append('<p class="caption">Drift was not computed for this report.</p>')
-    else:
-        parts.append(_table(drift_rows, ["feature", "kind", "psi", "ks_statistic", "ks_pvalue",
-                                         "status", "n_reference", "n_current"]))
-        parts.append('<p class="caption">PSI and exact KS of each feature (and the score) in the '
-                     "window against the reference window, most drifted first; status watch at "
-                     "PSI 0.1, act at 0.25.</p>")
+    parts.extend(_drift_section(rep.get("drift")))
 
     # Versions and KPIs.
     parts.append("<h2>Model versions</h2>")

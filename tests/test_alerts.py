@@ -111,6 +111,58 @@ def test_activation_waits_for_its_duration(con, config) -> None:
     assert alert.since == utc("2026-10-23T00:05Z")
 
 
+@pytest.mark.parametrize("as_of, since, at_limit", [
+    # At 23:55 the 7-day window [10-23 23:55, 10-30 23:55) starts with a v2 row: the pair
+    # used to flip (v1 the candidate, verdict pass) and the page was missed. Failing from
+    # the first hour the 7-day look-back judges: it began then or earlier.
+    ("2026-10-30T23:55Z", "2026-10-24T00:00Z", True),
+    ("2026-10-31T00:00Z", "2026-10-24T00:00Z", True),
+    # Within a week of the rollout: the first failing hour itself (docs/slo-alerts.md).
+    ("2026-10-27T07:00Z", "2026-10-21T16:00Z", False),
+])
+def test_canary_fires_whatever_the_as_of_minute(con, config, as_of: str, since: str,
+                                                at_limit: bool) -> None:
+    (alert,) = fired(con, config, as_of, "canary")
+    details = dict(alert.details)
+    assert (alert.severity, alert.version) == ("page", "v2")
+    assert (details["baseline"], details["candidate"]) == ("v1", "v2")
+    assert alert.value > 0.3  # v2's log loss is ~60% above v1's
+    assert alert.since == utc(since)
+    assert ("since_is_lookback_limit" in details) == at_limit
+
+
+@pytest.mark.parametrize("as_of", ["2026-10-28T16:00Z", "2026-10-29T12:00Z",
+                                   "2026-10-30T23:55Z", "2026-10-31T00:00Z"])
+def test_label_stall_since_is_the_hour_arrivals_dropped(con, config, as_of: str) -> None:
+    # sample_data/README.md: fraud label arrivals drop from ~241/h to ~5/h at 10-28 12:00.
+    # The 3 h window's rate falls below half the usual one only at 13:20, which the alert
+    # used to give as its start.
+    (alert,) = fired(con, config, as_of, "label_stall")
+    assert alert.since == utc("2026-10-28T12:00Z")
+    assert "since 2026-10-28T12:00:00Z" in alert.message
+
+
+def test_quiet_hour_does_not_reset_an_ongoing_alert(con, config) -> None:
+    # h1_tanh saturates from 10-23 00:00 on. The hour before 10-25 04:55 held fewer than
+    # min_samples (100) activations: not a recovery, so the start stays 10-23 00:05 (it was
+    # reported as 10-25 04:55).
+    (alert,) = fired(con, config, "2026-10-25T12:00Z", "activation_tail")
+    assert alert.since == utc("2026-10-23T00:05Z")
+    # Over the next days too, as long as the look-back reaches back to it.
+    (later,) = fired(con, config, "2026-10-29T12:00Z", "activation_tail")
+    assert later.since == utc("2026-10-23T00:05Z")
+
+
+def test_drift_alert_names_the_score_as_users_know_it(con, config) -> None:
+    (alert,) = [a for a in fired(con, config, "2026-10-30T23:55Z", "drift")
+                if a.segment == "region=eu"]
+    assert "__score__" not in alert.message and "the score 0.30" in alert.message
+    assert "psi[score]" in dict(alert.details) and "psi[__score__]" not in dict(alert.details)
+    # 10-19 is more than the 7-day look-back ago: the alert says it began then or earlier.
+    assert dict(alert.details)["since_is_lookback_limit"] == "true"
+    assert "or earlier" in alert.message
+
+
 def test_nothing_fires_over_the_clean_days(con, config) -> None:
     for as_of in ("2026-10-08T00:00Z", "2026-10-12T00:00Z"):
         assert alerts.evaluate(con, config, as_of=as_of) == [], as_of
@@ -277,6 +329,38 @@ def test_threshold_rule_by_hand(burst_db: Path, as_of: str, config_kw: dict,
     assert (alert.rule, alert.version, alert.n) == ("nonfinite_scores", "v1", 30)
     assert alert.since == utc(since)
     assert alert.value == pytest.approx(value)
+
+
+@pytest.fixture(scope="module")
+def sparse_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One prediction a minute from 10:00 to 12:29, NaN from 11:00 on, except from 11:20 to
+    11:49 where only one prediction in ten minutes was made (a quiet spell inside the
+    incident)."""
+    import math
+
+    import pandas as pd
+    from test_slo import build_db
+
+    start = utc("2026-01-01T10:00Z")
+    minutes = [m for m in range(150) if not (80 <= m < 110) or m % 10 == 0]
+    ts = [start + timedelta(minutes=m) for m in minutes]
+    preds = pd.DataFrame({"request_id": [f"r{m}" for m in minutes], "ts": ts, "model": "m",
+                          "model_version": "v1", "p": [math.nan if m >= 60 else 0.3 for m in minutes],
+                          "region": "eu"})
+    labels = pd.DataFrame({"request_id": preds["request_id"], "label": "0",
+                           "label_ts": [t + timedelta(minutes=1) for t in ts]})
+    return build_db(tmp_path_factory.mktemp("sparse"), preds, labels)
+
+
+def test_steps_below_min_samples_do_not_reset_since(sparse_db: Path) -> None:
+    # Window 30 min, at least 20 rows. The first firing step is 11:05 ([10:35, 11:05): 5 NaN
+    # of 30). From 11:45 to 12:15 the windows hold fewer than 20 rows: unknown, not "fine".
+    # The run then goes on from 12:20: since stays 11:05 (it was 12:20).
+    with duckdb.connect(str(sparse_db), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        (alert,) = alerts.evaluate(con, nan_rule(min_samples=20), as_of="2026-01-01T12:30Z")
+    assert alert.since == utc("2026-01-01T11:05Z")
+    assert alert.n == 30 and alert.value == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("as_of, fires", [

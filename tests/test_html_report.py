@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.cli import app
-from lossboard.dashboard.html_report import build_html
+from lossboard.dashboard.html_report import build_html, top_drift_rows
 from lossboard.db import read_connection
 from test_executive import exec_db  # noqa: F401 - a fixture, used by report_db
 
@@ -78,6 +78,38 @@ def test_report_sections_and_figures(report_html: str) -> None:
 def test_report_is_the_same_bytes_every_time(report_db: Path, report_html: str) -> None:
     with read_connection(report_db) as con:
         assert build_html(con, FILTER, slo_target=0.7) == report_html
+
+
+def _row(feature: str, psi: float | None, status: str) -> dict:
+    return {"feature": feature, "kind": "numeric", "psi": psi, "ks_statistic": None,
+            "ks_pvalue": None, "status": status, "n_reference": 0 if psi is None else 900,
+            "n_current": 1000}
+
+
+def test_top_drift_rows_are_most_drifted_first_without_no_data() -> None:
+    # The audit's sample report listed the score (PSI 0.0756) last, after amount (0.0083),
+    # under "most drifted first"; and listed no_data rows as top findings.
+    rows = [_row("amount", 0.0083, "ok"), _row("device_os", None, "no_data"),
+            _row("account_age_days", 0.0003, "ok"), _row("score", 0.0756, "ok")]
+    assert [r["feature"] for r in top_drift_rows(rows)] == ["score", "amount", "account_age_days"]
+    assert [r["feature"] for r in top_drift_rows(rows, top=1)] == ["score"]
+    assert top_drift_rows([_row("amount", None, "no_data")]) == []
+
+
+def test_drift_section_without_reference_data(report_db: Path) -> None:
+    # A reference window before the data: every drift row is no_data. The section says so
+    # instead of listing five "top drift findings" that compare with nothing.
+    empty_reference = Filter(model="fraud", start="2024-03-02", end="2024-03-09",
+                             reference_start="2024-01-01", reference_end="2024-01-02")
+    with read_connection(report_db) as con:
+        page = build_html(con, empty_reference)
+    section = page.split("<h2>Top drift findings</h2>")[1].split("<h2>")[0]
+    assert "No reference data to compare with" in section
+    assert "no_data" in section and "<table>" not in section
+    with read_connection(report_db) as con:
+        normal = build_html(con, FILTER)
+    section = normal.split("<h2>Top drift findings</h2>")[1].split("<h2>")[0]
+    assert "<table>" in section and "<td>score</td>" in section
 
 
 def test_export_report_writes_the_download_buttons_file(report_db: Path, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ import pandas as pd
 
 from lossboard.dashboard.analysis import base, canary, drift, slo
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.dashboard.analysis.labels import label_relation
+from lossboard.dashboard.analysis.labels import label_relation, stall_onset
 from lossboard.dashboard.analysis.saturation import run_query
 from lossboard.dashboard.monitoring_config import (
     Maintenance,
@@ -240,23 +240,29 @@ ORDER BY key, b"""
     return frame
 
 
-def _trailing_run(steps: pd.Series, condition: np.ndarray) -> datetime | None:
+def _trailing_run(steps: pd.Series, condition: np.ndarray,
+                  known: np.ndarray | None = None) -> datetime | None:
     """The first step of the run of True that reaches the last step; None if the last step is
-    False."""
+    not True. ``known``: False marks a step that cannot be judged (too few samples): it
+    neither breaks the run nor starts it, so a quiet night hour does not reset an incident's
+    start (None: every step is known)."""
     if len(condition) == 0 or not condition[-1]:
         return None
-    false = np.flatnonzero(~condition)
+    broken = ~condition if known is None else (known & ~condition)
+    false = np.flatnonzero(broken)
     start = 0 if len(false) == 0 else false[-1] + 1
+    start += int(np.argmax(condition[start:]))  # an unknown step does not start the run
     return steps.iloc[start].to_pydatetime()
 
 
 def _firing_since(frame: pd.DataFrame, ctx: _Ctx, condition: np.ndarray,
-                  rule: Rule) -> datetime | None:
-    """``since`` when the trailing run of the condition ends at the as-of step and has lasted
-    ``for`` (its first step at least ``for`` before as-of), else None."""
+                  rule: Rule, known: np.ndarray | None = None) -> datetime | None:
+    """``since`` when the trailing run of the condition (:func:`_trailing_run`, steps not
+    ``known`` bridged) ends at the as-of step and has lasted ``for`` (its first step at least
+    ``for`` before as-of), else None."""
     if frame.empty or frame["step_end"].iloc[-1].to_pydatetime() != ctx.at:
         return None
-    since = _trailing_run(frame["step_end"], condition)
+    since = _trailing_run(frame["step_end"], condition, known)
     if since is None or ctx.at - since < timedelta(minutes=rule.for_minutes):
         return None
     return since
@@ -272,13 +278,19 @@ def _threshold_alerts(ctx: _Ctx, rule: Rule, frame: pd.DataFrame, *, below: bool
         part = part.reset_index(drop=True)
         value = part["value"].to_numpy(dtype=float, na_value=np.nan)
         support = part["support"].to_numpy(dtype=float)
+        # A step with fewer than min_samples is unknown, not "recovered": it does not end
+        # the run (docs/slo-alerts.md, "Every alert").
         enough = (support >= rule.min_samples) & (support > 0) & ~np.isnan(value)
         cond = enough & ((value < rule.threshold) if below else (value > rule.threshold))
-        since = _firing_since(part, ctx, cond, rule)
+        since = _firing_since(part, ctx, cond, rule, known=enough)
         if since is None:
             continue
         version = str(key) if key_kind == "version" else None
         details = (("column", str(key)),) if key_kind == "column" else ()
+        if not (enough & ~cond).any():
+            # No step of the look-back said "not firing": it held (or could not be judged)
+            # all along, so it began at since or earlier.
+            details += (("since_is_lookback_limit", "true"),)
         current = float(value[-1])
         alerts.append(Alert(
             rule=rule.name, severity=rule.severity, model=ctx.model, version=version,
@@ -371,9 +383,23 @@ def _label_stall(ctx: _Ctx, rule: Rule) -> list[Alert]:
     frame["value"] = frame["num"] / expected.where(expected > 0)
     alerts = _threshold_alerts(ctx, rule, frame, below=True, key_kind=None,
                                what="labels arriving", unit=" of the usual rate")
-    return [replace(a, details=(("arrived", f"{int(frame['num'].iloc[-1])}"),
-                             ("expected", f"{frame['support'].iloc[-1]:.1f}")))
-            for a in alerts]
+    if not alerts:
+        return []
+    # The window's rate falls below the threshold only once the drop fills enough of the
+    # window (13:20 for a drop at 12:00 with a 3 h window): since is the hour arrivals
+    # dropped (labels.stall_onset), the start a user investigating "since when" needs.
+    onset = stall_onset(ctx.con, Filter(model=ctx.model), end=ctx.at, ratio=rule.threshold,
+                        search_start=ctx.lookback_start,
+                        baseline_days=max(1, rule.baseline_minutes // (24 * 60)))
+    out = []
+    for a in alerts:
+        since = a.since if onset is None else max(min(onset, a.since), ctx.lookback_start)
+        message = a.message if since == a.since else a.message.replace(
+            f"since {_iso(a.since)}", f"since {_iso(since)} (arrivals dropped then)")
+        out.append(replace(a, since=since, message=message, url=_url(ctx, None, (), since),
+                           details=(("arrived", f"{int(frame['num'].iloc[-1])}"),
+                                    ("expected", f"{frame['support'].iloc[-1]:.1f}"))))
+    return out
 
 
 def top_segment_values(con: duckdb.DuckDBPyConnection, flt: Filter, columns: tuple[str, ...],
@@ -426,10 +452,10 @@ def _drift(ctx: _Ctx, rule: Rule) -> list[Alert]:
             continue
         hits.sort(key=lambda r: -r["psi"])
         top = hits[0]
-        since = _drift_since(ctx, rule, segment, [r["feature"] for r in hits], ref_start,
-                             min(ref_end, ctx.at), start)
+        since, at_limit = _drift_since(ctx, rule, segment, [r["feature"] for r in hits],
+                                       ref_start, min(ref_end, ctx.at), start)
         seg = _segment_text(segment)
-        listed = ", ".join(f"{r['feature']} {r['psi']:.2f}" for r in hits)
+        listed = ", ".join(f"{_feature_text(r['feature'])} {r['psi']:.2f}" for r in hits)
         alerts.append(Alert(
             rule=rule.name, severity=rule.severity, model=ctx.model, version=None, segment=seg,
             since=since, as_of=ctx.at, value=float(top["psi"]), threshold=rule.threshold,
@@ -439,41 +465,60 @@ def _drift(ctx: _Ctx, rule: Rule) -> list[Alert]:
                      f"{_iso(ref_start)}..{_iso(min(ref_end, ctx.at))} (model {ctx.model}"
                      f"{', ' + seg if seg else ''}) since {_iso(since)}"),
             url=_url(ctx, None, segment, since),
-            details=tuple((f"psi[{r['feature']}]", f"{r['psi']:.4f}") for r in hits)))
+            details=tuple((f"psi[{_feature_name(r['feature'])}]", f"{r['psi']:.4f}")
+                          for r in hits) + ((("since_is_lookback_limit", "true"),)
+                                            if at_limit else ())))
     return alerts
+
+
+def _feature_name(feature: str) -> str:
+    """A drift result's feature as users know it: ``"score"`` for drift.SCORE (the name the
+    report and the pages use), else the column name."""
+    return "score" if feature == drift.SCORE else feature
+
+
+def _feature_text(feature: str) -> str:
+    """A drift result's feature in a sentence: ``"the score"`` for drift.SCORE."""
+    return "the score" if feature == drift.SCORE else feature
 
 
 def _drift_since(ctx: _Ctx, rule: Rule, segment: tuple[tuple[str, str], ...],
                  features: list[str], ref_start: datetime, ref_end: datetime,
-                 window_start: datetime) -> datetime:
-    """The first UTC day of the run of days, up to as-of, on which one of ``features`` had
-    PSI above the threshold (days with fewer than min_samples values neither break nor start
-    the run); the window's start when the current day does not show it."""
+                 window_start: datetime) -> tuple[datetime, bool]:
+    """(since, at the look-back limit): the first UTC day of the run of days, up to as-of, on
+    which one of ``features`` had PSI above the threshold (days with fewer than min_samples
+    values neither break nor start the run); the window's start when the current day does
+    not show it. The flag is True when the run reaches back to the first day the look-back
+    could judge (the drift began earlier still, or at the latest then)."""
     lo = max(ctx.lookback_start, ref_end) if ref_end <= window_start else ctx.lookback_start
     if lo >= window_start:
-        return window_start
+        return window_start, True
     flt = Filter(model=ctx.model, start=lo, end=ctx.at, segments=segment,
                  reference_start=ref_start, reference_end=ref_end)
     daily = drift.daily_drift(ctx.con, flt, feature=features, ks=False)  # PSI only is read
     if daily.empty:
-        return window_start
+        return window_start, False
     enough = (daily["n_current"] >= rule.min_samples) & (daily["n_reference"] >= rule.min_samples)
     daily = daily[enough]
     drifted = daily.assign(hit=daily["psi"].fillna(0) > rule.threshold).groupby("day")["hit"].any()
     drifted = drifted.sort_index()
     if drifted.empty or not drifted.iloc[-1]:
-        return window_start
+        return window_start, False
     flags = drifted.to_numpy()
     false = np.flatnonzero(~flags)
     first_day = drifted.index[0 if len(false) == 0 else false[-1] + 1]
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
-    return max(min(since, window_start), ctx.lookback_start)
+    return max(min(since, window_start), ctx.lookback_start), len(false) == 0
 
 
 def _canary(ctx: _Ctx, rule: Rule) -> list[Alert]:
+    # The pair is named by the versions' first predictions ever (canary.detect_pair): the
+    # same pair in every window, so the search for since compares like with like.
+    first_seen = canary.version_first_seen(ctx.con, ctx.model)
+
     def verdict(at: datetime) -> canary.CanaryResult | None:
         flt = Filter(model=ctx.model, start=at - timedelta(minutes=rule.window_minutes), end=at)
-        pair = canary.detect_pair(ctx.con, flt)
+        pair = canary.detect_pair(ctx.con, flt, first_seen=first_seen)
         if pair is None:
             return None
         return canary.compare_versions(ctx.con, flt, baseline=pair[0], candidate=pair[1],
@@ -483,11 +528,11 @@ def _canary(ctx: _Ctx, rule: Rule) -> list[Alert]:
     result = verdict(ctx.at)
     if result is None or result.verdict != "fail":
         return []
-    # The earliest hour from which the verdict is fail, by bisection over whole hours between
-    # the start of the common traffic and as-of (verdicts are taken to stay fail once failed).
-    lo = max(result.start, ctx.lookback_start)
-    lo_h = math.ceil(slo._epoch_us(lo) / 3_600_000_000)
+    # The earliest hour from which the verdict is fail, by bisection over the whole hours of
+    # the look-back (verdicts are taken to stay fail once failed).
+    lo_h = math.ceil(slo._epoch_us(ctx.lookback_start) / 3_600_000_000)
     hi_h = slo._epoch_us(ctx.at) // 3_600_000_000
+    first_h = lo_h
     since = ctx.at
     while lo_h <= hi_h:
         mid = (lo_h + hi_h) // 2
@@ -506,7 +551,10 @@ def _canary(ctx: _Ctx, rule: Rule) -> list[Alert]:
         details=(("baseline", result.baseline), ("candidate", result.candidate),
                  ("log_loss_baseline", f"{result.log_loss_baseline:.4f}"),
                  ("log_loss_candidate", f"{result.log_loss_candidate:.4f}"),
-                 ("p_value_worse", f"{result.p_value_worse:.3g}")))]
+                 ("p_value_worse", f"{result.p_value_worse:.3g}"))
+        # Failing already at the first hour the look-back judges: it began then or earlier.
+        + ((("since_is_lookback_limit", "true"),)
+           if since == slo._from_us(first_h * 3_600_000_000) else ()))]
 
 
 def _slo_burn(ctx: _Ctx, objective: Any) -> list[Alert]:
@@ -583,9 +631,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, config: MonitoringConfig,
             for objective in config.slos:
                 if objective.model == name:
                     alerts.extend(_slo_burn(ctx, objective))
-    # A condition that held over the whole look-back began at least that long ago.
-    alerts = [a if a.since > at - timedelta(minutes=config.lookback_minutes)
+    # A condition that held from the look-back's first step (which ends 5 minutes after its
+    # start) began at least that long ago.
+    first_step = at - timedelta(minutes=config.lookback_minutes) + timedelta(microseconds=_STEP_US)
+    alerts = [a if a.since > first_step
+              or "since_is_lookback_limit" in dict(a.details)
               else replace(a, details=a.details + (("since_is_lookback_limit", "true"),))
               for a in alerts]
+    alerts = [replace(a, message=a.message.replace(
+                  f"since {_iso(a.since)}",
+                  f"since {_iso(a.since)} or earlier (the look-back's start)"))
+              if "since_is_lookback_limit" in dict(a.details) else a for a in alerts]
     alerts = suppress(group(alerts), config.maintenance)
     return alerts if include_suppressed else [a for a in alerts if not a.suppressed]

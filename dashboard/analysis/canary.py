@@ -64,12 +64,33 @@ def version_spans(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[tuple[str
         "GROUP BY ALL ORDER BY min(ts), model_version", rows.params).fetchall()
 
 
-def detect_pair(con: duckdb.DuckDBPyConnection, flt: Filter) -> tuple[str, str] | None:
-    """(baseline, candidate) when two versions overlap in time: the candidate is the version
-    that started last among those overlapping another, the baseline the busiest version it
-    overlaps. None when no two versions overlap."""
+def version_first_seen(con: duckdb.DuckDBPyConnection, model: str) -> dict[str, datetime]:
+    """Each model version's first prediction ever (the whole history of ``model``, no other
+    filter): when it was rolled out, which no time window changes."""
+    rows = con.execute("SELECT model_version, min(ts) FROM predictions WHERE model = $model "
+                       "GROUP BY ALL ORDER BY model_version", {"model": model}).fetchall()
+    return {version: first for version, first in rows}
+
+
+def detect_pair(con: duckdb.DuckDBPyConnection, flt: Filter, *,
+                first_seen: dict[str, datetime] | None = None) -> tuple[str, str] | None:
+    """(baseline, candidate) when two versions overlap in time inside ``flt``.
+
+    The candidate is the version *rolled out last* — the latest first prediction in the
+    model's whole history (:func:`version_first_seen`) — among the versions that have rows in
+    ``flt`` overlapping another's; the baseline is the busiest version (most predictions in
+    ``flt``) it overlaps. The pair therefore does not depend on where the window starts, as
+    long as both versions have rows in it: a window starting inside a canary rollout whose
+    first row happens to be the canary's still names the older version the baseline. Ties
+    (same first prediction) go to the larger version name. None when no two versions
+    overlap. ``first_seen``: :func:`version_first_seen` of the model, when the caller has it
+    (alerts ask for many windows of one model).
+    """
+    flt = base.resolve_model(con, flt)
     spans = version_spans(con, replace(flt, versions=()))
-    for cand in sorted(spans, key=lambda s: (s[1], s[0]), reverse=True):
+    if first_seen is None:
+        first_seen = version_first_seen(con, flt.model)
+    for cand in sorted(spans, key=lambda s: (first_seen.get(s[0], s[1]), s[0]), reverse=True):
         overlapping = [s for s in spans if s[0] != cand[0] and s[1] <= cand[2] and cand[1] <= s[2]]
         if overlapping:
             baseline = max(overlapping, key=lambda s: (s[3], s[0]))

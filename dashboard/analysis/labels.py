@@ -25,8 +25,8 @@ every definition; in short:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -273,7 +273,8 @@ ORDER BY is_overall, bucket_start"""
 class LabelStall:
     """:func:`label_stall`'s verdict. ``stalled`` is None when it cannot be judged
     (``reason`` says why: ``no_lag_estimate``, ``no_mature_buckets``, ``no_earlier_buckets``);
-    else ``reason`` is ``stalled`` or ``ok``."""
+    else ``reason`` is ``stalled`` or ``ok``. ``recent_start`` / ``recent_end`` are the span
+    of mature buckets judged, *not* when the stall began: that is ``onset``."""
 
     stalled: bool | None
     reason: str
@@ -286,11 +287,16 @@ class LabelStall:
     n_recent_buckets: int
     n_typical_buckets: int
     maturity_lag_hours: float | None
+    #: When the stall began: :func:`stall_onset` (the first hour of the drop in label
+    #: arrivals, looked for up to ONSET_LOOKBACK_HOURS before the filter's start) when
+    #: ``stalled``; None otherwise or when arrivals show no drop (see label_stall).
+    onset: datetime | None = None
 
 
 def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "hour",
                 recent_hours: float = 24.0, ratio: float = 0.5,
-                lag_p90_hours: float | None = None, cube: Cube | None = None) -> LabelStall:
+                lag_p90_hours: float | None = None, cube: Cube | None = None,
+                onset: bool = True) -> LabelStall:
     """Have labels stopped arriving? Compares the newest mature buckets with the older ones.
 
     From :func:`coverage` (same ``bucket`` and ``lag_p90_hours``): the *recent* buckets are the
@@ -303,6 +309,11 @@ def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "h
     called stalled; the price is that a stall is seen ``lag p90`` hours after it starts. A stall
     longer than the older mature buckets' span drags the median down with it; choose a filter
     that starts well before the suspected stall.
+
+    When stalled (and ``onset``), ``onset`` is :func:`stall_onset` with the same ``ratio``,
+    looked for from ONSET_LOOKBACK_HOURS before the filter's start up to its as-of time: the
+    hour label *arrivals* dropped, which the coverage of mature buckets shows only a lag p90
+    later and smeared over the predictions whose labels were due after it.
 
     Example: older mature hours covered at 0.93 (median), the last 24 mature hours at 0.02:
     0.02 < 0.5 x 0.93, stalled.
@@ -341,5 +352,115 @@ def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "h
         return verdict("no_earlier_buckets", **kw)
     typical = float(older["coverage"].median())
     stalled = recent_cov < ratio * typical
+    if stalled and onset:
+        as_of = _as_of(con, flt)
+        search = None if flt.start is None else flt.start - timedelta(hours=ONSET_LOOKBACK_HOURS)
+        kw["onset"] = stall_onset(con, flt, ratio=ratio, end=as_of, search_start=search)
     return verdict("stalled" if stalled else "ok", stalled=bool(stalled), typical_coverage=typical,
                    **kw)
+
+
+# --------------------------------------------------------------------------- stall onset
+#: An hour's expected label arrivals: the mean of the same UTC hour of day over this many
+#: days before it (a daily cycle of arrivals then looks normal at night too).
+ONSET_BASELINE_DAYS = 7
+#: How far before a filter's start :func:`label_stall` looks for the onset of a stall that
+#: was already on when the window began (the alerts' default look-back).
+ONSET_LOOKBACK_HOURS = 7 * 24
+#: An hour expecting fewer arrivals than this tells a stall from chance poorly: it neither
+#: starts nor breaks a run of low hours (it is *unknown*).
+ONSET_MIN_EXPECTED = 10.0
+
+
+def arrivals_by_hour(con: duckdb.DuckDBPyConnection, flt: Filter, *, end: datetime,
+                     search_start: datetime | None = None,
+                     baseline_days: int = ONSET_BASELINE_DAYS) -> pd.DataFrame:
+    """Usable labels of ``flt``'s model, versions and segments (its time range is not used:
+    a label of an older prediction arrives in the hour too) by UTC hour of *arrival*
+    (``label_ts``), before ``end``.
+
+    One row per hour from the hour holding ``search_start`` (or the first arrival, if
+    later; every arrival when None) to the hour holding ``end``, by ``hour_start``:
+    ``n_arrived``; ``expected`` = the mean of ``n_arrived`` in the same hour of day over the
+    ``baseline_days`` days before (fewer at the start of the data; ``<NA>`` without one),
+    scaled to the part of the hour before ``end`` for the last one.
+
+    Example: 240 labels in each 14:00 hour of the week before, 5 in today's: expected 240,
+    arrived 5.
+    """
+    if isinstance(baseline_days, bool) or not isinstance(baseline_days, int) or baseline_days < 1:
+        raise QueryError(f"baseline_days must be a positive integer, got {baseline_days!r}")
+    flt = resolve_model(con, flt)
+    src, params = label_relation(con, replace(flt, start=None, end=end, maturity_hours=None),
+                                 labelled_only=True)
+    day, hour = BUCKET_US["day"], BUCKET_US["hour"]
+    params.update(ar_end=end, ar_days=baseline_days)
+    since = keep = "TRUE"
+    if search_start is not None:
+        params.update(ar_lo=search_start - timedelta(days=baseline_days), ar_search=search_start)
+        since = "label_ts >= $ar_lo"
+        keep = f"b >= {bucket_us_sql('hour', 'CAST($ar_search AS TIMESTAMPTZ)')}"
+    last_hour = bucket_us_sql("hour", "CAST($ar_end AS TIMESTAMPTZ) - INTERVAL 1 MICROSECOND")
+    sql = f"""
+WITH agg AS (
+  SELECT {bucket_us_sql("hour", "label_ts")} AS b, count(*) AS n
+  FROM ({src})
+  WHERE label_ts < $ar_end AND {since}
+  GROUP BY ALL
+),
+grid AS (
+  SELECT unnest(generate_series(min(b), {last_hour}, CAST({hour} AS BIGINT))) AS b FROM agg
+),
+dense AS (
+  SELECT grid.b, coalesce(agg.n, 0) AS n FROM grid LEFT JOIN agg USING (b)
+),
+rated AS (
+  SELECT b, n, avg(n) OVER (PARTITION BY b % {day} ORDER BY b
+                            ROWS BETWEEN $ar_days PRECEDING AND 1 PRECEDING) AS expected
+  FROM dense
+)
+SELECT make_timestamptz(b) AS hour_start, n AS n_arrived,
+       expected * least(1.0, (epoch_us(CAST($ar_end AS TIMESTAMPTZ)) - b) / {hour}.0) AS expected
+FROM rated
+WHERE {keep}
+ORDER BY b"""
+    frame = run_query(con, sql, params, "counting label arrivals by hour")
+    frame["hour_start"] = pd.to_datetime(frame["hour_start"], utc=True)
+    frame["n_arrived"] = frame["n_arrived"].astype("Int64")
+    frame["expected"] = frame["expected"].astype("Float64")
+    return frame
+
+
+def stall_onset(con: duckdb.DuckDBPyConnection, flt: Filter, *, end: datetime,
+                ratio: float = 0.5, search_start: datetime | None = None,
+                baseline_days: int = ONSET_BASELINE_DAYS,
+                min_expected: float = ONSET_MIN_EXPECTED) -> datetime | None:
+    """The hour label delivery dropped: the first hour of the run of *low* hours that lasts
+    up to ``end``, from :func:`arrivals_by_hour`.
+
+    An hour is low when ``n_arrived < ratio × expected``, normal when not, and unknown (it
+    neither starts nor breaks a run) when ``expected < min_expected``. The run must hold at
+    least two low hours and its last known hour must be low (delivery is still down);
+    otherwise None. The onset depends on the data only, not on the window a page shows: it
+    is looked for from ``search_start`` (None: the first arrival) up to ``end``, and a stall
+    already on at ``search_start`` gives the hour of ``search_start`` (the look-back limit).
+
+    Example (the sample): fraud labels arrive at ~241 an hour until 2026-10-28 12:00, then at
+    ~5: onset 2026-10-28 12:00, whatever the window ending after it.
+    """
+    frame = arrivals_by_hour(con, flt, end=end, search_start=search_start,
+                             baseline_days=baseline_days)
+    expected = frame["expected"].to_numpy(dtype=float, na_value=math.nan)
+    arrived = frame["n_arrived"].to_numpy(dtype=float)
+    known = expected >= min_expected  # NaN compares False: unknown
+    low = known & (arrived < ratio * expected)
+    onset, n_low = None, 0
+    for i in range(len(frame) - 1, -1, -1):
+        if not known[i]:
+            continue
+        if not low[i]:
+            break
+        onset, n_low = frame["hour_start"].iloc[i], n_low + 1
+    if onset is None or n_low < 2:
+        return None
+    return onset.to_pydatetime()

@@ -1,8 +1,8 @@
 """The machine-readable report: every analysis in one JSON object (docs/report-json.md).
 
 :func:`build_report` calls the analysis modules for one Filter and assembles their small
-results; :func:`findings` reads those results and answers "what broke, where, since when" in a
-short list. Nothing here touches rows: the modules do that in DuckDB.
+results; :func:`findings` (findings.py) reads those results and answers "what broke, where,
+since when" in a short list. Nothing here touches rows: the modules do that in DuckDB.
 
 Default windows, when the Filter leaves them open: the selected window is the model's whole
 history (``[first prediction, last prediction]``); the reference window is the first
@@ -14,7 +14,7 @@ the report then leaves out what compares with one and says so in ``notes``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -25,42 +25,22 @@ from lossboard.dashboard.analysis import (
     base, calibration, canary, cube, drift, labels, loss, saturation, segments,
 )
 from lossboard.dashboard.analysis.filters import Filter
+# The findings live in their own module; these names stay importable from here.
+from lossboard.dashboard.analysis.findings import (  # noqa: F401 - re-exported
+    ACTIVATION_TAIL_ALERT,
+    LOOKBACK_DAYS,
+    LOSS_TOLERANCE,
+    Finding,
+    _drift_findings,
+    drift_window,
+    findings,
+)
+from lossboard.dashboard.analysis.findings import iso as _iso
 
 REFERENCE_DAYS = 7
-#: A day is "worse" when its log loss exceeds the reference's by this fraction and its 95%
-#: interval lies above the reference loss.
-LOSS_TOLERANCE = 0.10
 #: What needs a reference window, named in the report's ``notes`` when there is none.
 NO_REFERENCE = ("drift vs the reference window and the findings that compare with it "
                 "(loss_regression, feature_drift, activation_saturation)")
-#: An activation day is saturated when its tail fraction exceeds both this and twice the
-#: reference's.
-ACTIVATION_TAIL_ALERT = 0.05
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One answer to "what broke, where, since when"."""
-
-    what: str  # stable code: loss_regression, canary_fail, feature_drift, ...
-    where: dict[str, Any]  # e.g. {"segment": {"region": "eu"}} or {"model_version": "v2"}
-    since: str | None  # ISO-8601 UTC start of the problem
-    until: str | None  # ISO-8601 UTC end when it is over, None while it lasts
-    value: float | None
-    baseline: float | None
-    detail: str
-
-
-def _iso(value: Any) -> str | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 def _clean(value: Any) -> Any:
@@ -207,8 +187,28 @@ def _report(con: duckdb.DuckDBPyConnection, flt: Filter, cub: cube.Cube | None, 
     }
     report["findings"] = [asdict(f) for f in findings(con, flt, report, include_drift=include_drift,
                                                       cube=cub, activations=acts)]
-    report["notes"] = reference_notes(flt)
+    report["notes"] = reference_notes(flt) + empty_reference_notes(con, flt, cub)
     return _deep_clean(report)
+
+
+def empty_reference_notes(con: duckdb.DuckDBPyConnection, flt: Filter,
+                          cub: cube.Cube | None = None) -> list[str]:
+    """The report's ``notes`` when ``flt`` has a reference window without a prediction of its
+    filter (e.g. ``version=v2`` against days before v2 existed): what was compared with
+    nothing, so that no figure reads as "vs 0" (empty list otherwise)."""
+    if not flt.has_reference:
+        return []
+    ref = flt.reference()
+    if loss.overall(con, ref, min_samples=1, auc=False, cube=cub).n_predictions > 0:
+        return []
+    where = ", ".join(f"{c}={v}" for c, v in ref.segments)
+    return [f"no reference data: the reference window {_iso(ref.start) or 'start'} to "
+            f"{_iso(ref.end) or 'end'} holds no prediction of model {flt.model}"
+            f"{' version ' + ', '.join(ref.versions) if ref.versions else ''}"
+            f"{' with ' + where if where else ''}; drift is no_data, loss_regression and "
+            "feature_drift are not judged, and activation_saturation is judged against its "
+            f"{ACTIVATION_TAIL_ALERT:.0%} floor alone. Choose a reference window (or version) "
+            "with data to compare"]
 
 
 def _deep_clean(value: Any) -> Any:
@@ -243,12 +243,10 @@ def _canary(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
 
 def _drift(con: duckdb.DuckDBPyConnection, flt: Filter, bins: int) -> list[dict[str, Any]]:
     current = drift_window(flt)
-    # The features and the score in one call (one block sample, one resolving pass); the
-    # score's row stays last, as the report has always listed it.
+    # The features and the score in one call (one block sample, one resolving pass), in
+    # feature_drift's order: most drifted first, the score among the features, no_data last.
     features = [name for name, _ in base.columns_with_role(con, "feature")]
-    both = drift.feature_drift(con, current, bins=bins, features=[*features, drift.SCORE])
-    is_score = both["feature"] == drift.SCORE
-    frame = pd.concat([both[~is_score], both[is_score]], ignore_index=True)
+    frame = drift.feature_drift(con, current, bins=bins, features=[*features, drift.SCORE])
     frame["feature"] = frame["feature"].replace({drift.SCORE: "score"})
     # Columns are registered per file kind, not per model: a feature another model's files
     # brought is empty in both windows here and is left out.
@@ -295,90 +293,6 @@ def _labels(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
 
 
 # --------------------------------------------------------------------------- findings
-def _last_run_start(flags: list[bool], keys: list[Any]) -> tuple[Any, Any] | None:
-    """(start, end-or-None) of the last run of True flags that is at least two long or reaches
-    the end of the series; None when there is none."""
-    i = len(flags) - 1
-    while i >= 0:
-        if flags[i]:
-            j = i
-            while j - 1 >= 0 and flags[j - 1]:
-                j -= 1
-            if i - j + 1 >= 2 or i == len(flags) - 1:
-                return keys[j], (None if i == len(flags) - 1 else keys[i + 1])
-            i = j - 1
-        else:
-            i -= 1
-    return None
-
-
-def findings(con: duckdb.DuckDBPyConnection, flt: Filter, report: dict[str, Any], *,
-             include_drift: bool = True, cube: cube.Cube | None = None,
-             activations: saturation.ActivationSaturation | None = None) -> list[Finding]:
-    """What broke, where, since when — from the report's sections (docs/report-json.md).
-
-    Rules, each on UTC days unless said: ``loss_regression`` (days whose log loss exceeds the
-    reference window's by LOSS_TOLERANCE with the 95% interval above it; where = the segment
-    value contributing most to the change), ``canary_fail``, ``feature_drift`` (features with
-    PSI status ``act``; since = first day at ``act``; where = the segment value with the
-    largest PSI), ``nonfinite_scores`` and ``exact_zero_one_scores`` (by hour),
-    ``activation_saturation``, ``label_stall``. Without a reference window (``flt`` has none:
-    :func:`resolve_windows` found the window too short for the default) ``loss_regression``,
-    ``feature_drift`` and ``activation_saturation`` are skipped (:data:`NO_REFERENCE`).
-
-    ``cube`` (:func:`cube.build` over ``flt`` and its reference window) and ``activations``
-    (``flt``'s activation saturation by day) are what :func:`build_report` computed already;
-    the findings are the same without them, only slower.
-    """
-    out: list[Finding] = []
-    # Only log_loss is read here: auc=False skips the AUC, the one figure that sorts every row
-    # (docs/benchmarks.md, "Analysis and report").
-    ref_loss = (loss.overall(con, flt.reference(), min_samples=1, auc=False, cube=cube).log_loss
-                if flt.has_reference else None)
-    if ref_loss is not None:
-        days = [d for d in report["by_day"] if d["log_loss"] is not None and not d["low_confidence"]]
-        flags = [d["log_loss"] > ref_loss * (1 + LOSS_TOLERANCE) and (d["log_loss_ci_low"] or 0) > ref_loss
-                 for d in days]
-        run = _last_run_start(flags, [d["day"] for d in days])
-        if run is not None:
-            since, until = run
-            window = replace(flt, start=datetime.fromisoformat(since + "T00:00:00+00:00"))
-            where = _top_contributor(con, window, cube)
-            cur = loss.overall(con, window, min_samples=1, auc=False, cube=cube).log_loss
-            out.append(Finding("loss_regression", where, since + "T00:00:00Z",
-                               None if until is None else until + "T00:00:00Z", cur, ref_loss,
-                               f"log loss {cur:.4f} since {since} vs {ref_loss:.4f} in the reference window"))
-    can = report.get("canary")
-    if can and can["verdict"] == "fail":
-        out.append(Finding("canary_fail", {"model_version": can["candidate"]}, can["start"], None,
-                           can["log_loss_candidate"], can["log_loss_baseline"], can["reason"]))
-    if include_drift and flt.has_reference:
-        out += _drift_findings(con, flt, report["min_samples"], cube)
-    out += _score_findings(con, flt, cube)
-    if flt.has_reference:
-        out += _activation_findings(con, flt, report["min_samples"], activations)
-    stall = report["labels"]["stall"]
-    if stall.get("stalled"):
-        out.append(Finding("label_stall", {}, stall.get("recent_start"), None,
-                           stall.get("recent_coverage"), stall.get("typical_coverage"),
-                           f"label coverage {stall['recent_coverage']:.1%} in the newest mature "
-                           f"hours vs {stall['typical_coverage']:.1%} before"))
-    return out
-
-
-def _top_contributor(con: duckdb.DuckDBPyConnection, flt: Filter,
-                     cub: cube.Cube | None) -> dict[str, Any]:
-    best: tuple[float, str, Any] | None = None
-    for column in segments.segment_columns(con):
-        change = segments.loss_change(con, flt, column, cube=cub)
-        if change.empty or not change["value"].notna().any():
-            continue
-        top = change.iloc[0]
-        if best is None or abs(top["contribution"]) > best[0]:
-            best = (abs(top["contribution"]), column, top["value"])
-    return {} if best is None else {"segment": {best[1]: best[2]}}
-
-
 def drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, *,
                    min_samples: int = base.DEFAULT_MIN_SAMPLES) -> list[dict[str, Any]]:
     """The ``feature_drift`` findings of :func:`build_report` for ``flt``, on their own and in
@@ -389,134 +303,3 @@ def drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, *,
     if flt.start is None or not flt.has_reference:
         return []
     return _deep_clean([asdict(f) for f in _drift_findings(con, flt, min_samples, None)])
-
-
-def _drift_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
-                    cub: cube.Cube | None) -> list[Finding]:
-    """Features (and the score) whose daily PSI stayed at ``watch`` or above for a run of days
-    reaching the end of the window (or at least two days long); most drifted first.
-
-    One :func:`drift.drift_by_day` pass gives every day's PSI and, summed from its counts,
-    each run's PSI; one more per segment column (split by its values) gives "where"."""
-    current = drift_window(flt)
-    names = [name for name, _ in base.columns_with_role(con, "feature")] + [drift.SCORE]
-    days = drift.drift_by_day(con, current, features=names)
-    daily = days.table()
-    runs: dict[str, tuple[Any, Any, float]] = {}
-    for name in names:
-        series = daily[daily["feature"] == name]
-        # PSI of a small sample is biased upwards (about (bins - 1) / n by chance alone), so a
-        # day below min_samples cannot raise a drift finding. A feature without a value in
-        # either window (another model's column) has every day below it.
-        flags = [s in ("watch", "act") and n >= min_samples
-                 for s, n in zip(series["status"], series["n_current"])]
-        run = _last_run_start(flags, list(series["day"]))
-        if run is None:
-            continue
-        psi = days.since(name, run[0]).psi  # the window from the run's first day on
-        if psi is not None:
-            runs[name] = (run[0], run[1], psi)
-    wheres = _drift_where(con, current, runs, cub)
-    out = []
-    for name, (since, until, psi) in sorted(runs.items(), key=lambda kv: -kv[1][2]):
-        shown = "score" if name == drift.SCORE else name
-        out.append(Finding("feature_drift", {"feature": shown, **wheres[name]},
-                           _iso(since) + "T00:00:00Z", None if until is None else _iso(until) + "T00:00:00Z",
-                           psi, None, f"PSI {psi:.3f} on {shown} since {_iso(since)} vs the "
-                           "reference window"))
-    return out
-
-
-def drift_window(flt: Filter) -> Filter:
-    """The current window drift compares with the reference: ``flt`` starting at the end of
-    its reference window when that lies inside ``(start, end)``, else ``flt`` unchanged (the
-    selected window minus a reference window at its start)."""
-    if flt.reference_end and flt.start and flt.end and flt.start < flt.reference_end < flt.end:
-        return replace(flt, start=flt.reference_end)
-    return flt
-
-
-def _drift_where(con: duckdb.DuckDBPyConnection, current: Filter,
-                 runs: dict[str, tuple[Any, Any, float]],
-                 cub: cube.Cube | None) -> dict[str, dict[str, Any]]:
-    """Per drifting feature (``runs``: feature -> (first day, end, PSI since)), the segment
-    value where it drifts most since that day, if clearly more than overall (1.5 times)."""
-    best: dict[str, tuple[float, str, str]] = {}
-    candidates: dict[str, list[str]] = {}
-    for column in segments.segment_columns(con) if runs else []:
-        values = segments.excess_loss(con, current.reference(), column, cube=cub)["value"].dropna().tolist()
-        if 1 < len(values) <= 12:
-            candidates[column] = values
-    # Each value's own reference edges and counts of the window from a run's first day: one
-    # segment_psis pass (every drifting feature and candidate column) per distinct first day,
-    # usually one. Per-day counts from the earliest first day (drift_by_day_splits) gave the
-    # same PSI but made a key per value and day: at 10M rows, over a 7-day view, the split
-    # pass took 0.66 s against 0.59 s (docs/benchmarks.md, "Dashboard pages").
-    by_since: dict[Any, list[str]] = {}
-    for name, (since, _, _) in runs.items():
-        by_since.setdefault(since, []).append(name)
-    for since, names in by_since.items() if candidates else ():
-        window = current
-        if current.start is not None:
-            midnight = datetime.combine(since, datetime.min.time()).replace(tzinfo=current.start.tzinfo)
-            window = replace(current, start=max(current.start, midnight))
-        psis = drift.segment_psis(con, window, features=names, columns=list(candidates))
-        for column, values in candidates.items():
-            for name in names:
-                frame = psis[column][name].set_index("value")["psi"]
-                for value in values:
-                    psi = frame.get(value)
-                    if psi is not None and not pd.isna(psi) and (
-                            name not in best or psi > best[name][0]):
-                        best[name] = (float(psi), column, value)
-    out: dict[str, dict[str, Any]] = {}
-    for name, (_, _, overall) in runs.items():
-        top = best.get(name)
-        out[name] = ({} if top is None or top[0] < 1.5 * overall
-                     else {"segment": {top[1]: top[2]}, "segment_psi": top[0]})
-    return out
-
-
-def _score_findings(con: duckdb.DuckDBPyConnection, flt: Filter,
-                    cub: cube.Cube | None) -> list[Finding]:
-    hours = saturation.score_saturation(con, flt, bucket="hour", min_samples=1, cube=cub).by_bucket
-    out = []
-    for what, count, label in (("nonfinite_scores", hours["n_nan"] + hours["n_posinf"] + hours["n_neginf"],
-                                "NaN/inf scores"),
-                               ("exact_zero_one_scores", hours["n_exact_0"] + hours["n_exact_1"],
-                                "scores of exactly 0 or 1")):
-        hit = hours[count.fillna(0) > 0]
-        if hit.empty:
-            continue
-        total = int(count.fillna(0).sum())
-        last_end = hit["bucket_end"].iloc[-1]
-        ongoing = last_end >= hours["bucket_end"].iloc[-1]
-        out.append(Finding(what, {}, _iso(hit["bucket_start"].iloc[0]), None if ongoing else _iso(last_end),
-                           float(total), 0.0, f"{total:,} {label} in {len(hit)} hour(s)"))
-    return out
-
-
-def _activation_findings(con: duckdb.DuckDBPyConnection, flt: Filter, min_samples: int,
-                         activations: saturation.ActivationSaturation | None) -> list[Finding]:
-    """``activations``: :func:`saturation.activation_saturation` of ``flt`` by day with
-    ``min_samples``, when the caller has it already (build_report)."""
-    ref = saturation.activation_saturation(con, flt.reference(), bucket="day", min_samples=1).overall
-    if activations is None:
-        activations = saturation.activation_saturation(con, flt, bucket="day", min_samples=min_samples)
-    cur = activations.by_bucket
-    out = []
-    for _, r in ref.iterrows():
-        base_frac = r["frac_tail"] if r["frac_tail"] is not pd.NA else 0.0
-        series = cur[cur["column"] == r["column"]]
-        flags = [(f is not pd.NA) and not low and f > max(ACTIVATION_TAIL_ALERT, 2 * base_frac)
-                 for f, low in zip(series["frac_tail"], series["low_confidence"])]
-        run = _last_run_start(flags, list(series["bucket_start"]))
-        if run is None:
-            continue
-        since, until = run
-        now = series[series["bucket_start"] >= since]["frac_tail"].mean()
-        out.append(Finding("activation_saturation", {"activation": r["column"]}, _iso(since),
-                           _iso(until), float(now), float(base_frac),
-                           f"{float(now):.1%} of |{r['column']}| > 0.9 since {_iso(since)[:10]} "
-                           f"vs {float(base_frac):.1%} in the reference window"))
-    return out

@@ -18,10 +18,12 @@ from lossboard.dashboard.analysis.filters import Filter
 from lossboard.dashboard.analysis.labels import (
     COVERAGE_COLUMNS,
     LabelLag,
+    arrivals_by_hour,
     coverage,
     coverage_and_lag,
     label_lag,
     label_stall,
+    stall_onset,
 )
 from lossboard.db import read_connection
 from lossboard.errors import QueryError
@@ -316,7 +318,96 @@ def test_young_window_is_not_a_stall(make_db: Callable[..., Path]) -> None:
     assert healthy_days.stalled is False
 
 
+# --------------------------------------------------------------------------- stall onset
+#: The busy stall database: 20 predictions an hour for 10 days, each labelled 2 h later,
+#: except those from hour 200 on: arrivals drop from 20 an hour to 0 at hour 202, and come
+#: back (for the predictions of hours 220-229 only) from hour 222 to 231 when ``back``.
+DROP = START + 202 * H
+
+
+def _busy_stall_frames(back: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    hours = [h + (k + 0.5) / 20 for h in range(240) for k in range(20)]
+    preds = preds_frame(hours)
+    lags = {i: 2.0 for i, h in enumerate(hours) if h < 200 or (back and 220 <= h < 230)}
+    return preds, labels_frame(preds, lags)
+
+
+def _busy_stall_db(make_db: Callable[..., Path], back: bool = False) -> Path:
+    return make_db(*_busy_stall_frames(back))
+
+
+@pytest.fixture(scope="module")
+def busy_stall_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("busy") / "lossboard.duckdb"
+    ingest_frames(db, *_busy_stall_frames())
+    return db
+
+
+def test_arrivals_by_hour_counts_and_expected_rate(busy_stall_db: Path) -> None:
+    end = (START + 205 * H + pd.Timedelta(minutes=30)).to_pydatetime()
+    with read_connection(busy_stall_db) as con:
+        frame = arrivals_by_hour(con, Filter(), end=end, search_start=(START + 190 * H).to_pydatetime())
+    assert frame["hour_start"].iloc[0] == START + 190 * H and len(frame) == 16  # 190 .. 205
+    by_hour = frame.set_index("hour_start")
+    assert by_hour.loc[START + 201 * H, "n_arrived"] == 20
+    assert by_hour.loc[START + 201 * H, "expected"] == 20.0  # 20 in each 09:00 of 7 days
+    assert by_hour.loc[DROP, "n_arrived"] == 0
+    # The last hour holds only the half before `end`: half the usual arrivals are expected.
+    assert by_hour.loc[START + 205 * H, "expected"] == 10.0
+    # Hour 2 of the data has one earlier day (hours 0-1 hold no arrival: labels come 2 h
+    # later), so its expectation rests on the days that exist, not on a week of zeros.
+    with read_connection(busy_stall_db) as con:
+        first = arrivals_by_hour(con, Filter(), end=end)
+    assert first["hour_start"].iloc[0] == START + 2 * H
+    assert pd.isna(first["expected"].iloc[0])  # no earlier day: unknown
+    assert first.set_index("hour_start").loc[START + 26 * H, "expected"] == 20.0
+
+
+@pytest.mark.parametrize("start_hour, end_hour", [(None, 240), (100, 240), (180, 240),
+                                                  (None, 210), (200, 230)])
+def test_stall_onset_is_the_drop_whatever_the_window(busy_stall_db: Path,
+                                                     start_hour: int | None, end_hour: int) -> None:
+    end = (START + end_hour * H).to_pydatetime()
+    search = None if start_hour is None else (START + start_hour * H).to_pydatetime()
+    with read_connection(busy_stall_db) as con:
+        assert stall_onset(con, Filter(), end=end, search_start=search) == DROP.to_pydatetime()
+
+
+def test_stall_onset_at_the_search_start_when_already_on(busy_stall_db: Path) -> None:
+    # Searching from hour 210 (after the drop): the look-back's first hour, its limit.
+    with read_connection(busy_stall_db) as con:
+        got = stall_onset(con, Filter(), end=(START + 240 * H).to_pydatetime(),
+                          search_start=(START + 210 * H).to_pydatetime())
+    assert got == (START + 210 * H).to_pydatetime()
+
+
+def test_stall_onset_none_when_not_down_or_too_quiet(make_db: Callable[..., Path],
+                                                     busy_stall_db: Path) -> None:
+    with read_connection(busy_stall_db) as con:
+        # One low hour only (the drop's first): not yet a run.
+        assert stall_onset(con, Filter(), end=(DROP + H).to_pydatetime()) is None
+        assert stall_onset(con, Filter(), end=DROP.to_pydatetime()) is None
+    with read_connection(_busy_stall_db(make_db, back=True)) as con:
+        # Arrivals back at hours 222-231: delivery is not down at hour 232.
+        assert stall_onset(con, Filter(), end=(START + 232 * H).to_pydatetime()) is None
+    # One label an hour: below ONSET_MIN_EXPECTED, every hour unknown, no onset.
+    with read_connection(_stall_db(make_db, label_until_hour=200)) as con:
+        assert stall_onset(con, Filter(), end=(START + 240 * H).to_pydatetime()) is None
+        assert label_stall(con, Filter()).onset is None
+
+
+def test_label_stall_reports_the_onset_not_the_judged_span(busy_stall_db: Path) -> None:
+    for flt in (Filter(), Filter(start=START + 100 * H), Filter(start=START + 170 * H)):
+        with read_connection(busy_stall_db) as con:
+            stall = label_stall(con, flt)
+        assert stall.stalled is True
+        assert stall.onset == DROP.to_pydatetime()
+        assert stall.recent_start != stall.onset  # the judged span is another thing
+
+
 @pytest.mark.parametrize("call, message", [
+    (lambda con: arrivals_by_hour(con, Filter(model="doc"), end=START, baseline_days=0),
+     "baseline_days"),
     (lambda con: coverage(con, Filter(model="doc"), bucket="week"), "bucket must be"),
     (lambda con: coverage(con, Filter(model="doc"), lag_p90_hours=float("nan")), "lag_p90_hours"),
     (lambda con: coverage(con, Filter(model="doc"), min_samples=-1), "min_samples"),
@@ -347,7 +438,9 @@ def test_sample_label_stall_after_28_october_noon(sample_db: Path) -> None:
     assert len(earlier) == 26 and (earlier["coverage"] > 0.80).all()
     assert days["mature"].astype(bool).tolist() == [True] * 28 + [False] * 2
     assert stall.stalled is True and stall.recent_coverage < 0.10
-    assert triage.stalled is False  # triage labels are not affected
+    # Arrivals drop from ~241 to ~5 an hour at 12:00 exactly (README, "label_stall").
+    assert stall.onset == stall_start.to_pydatetime()
+    assert triage.stalled is False and triage.onset is None  # triage labels are not affected
 
 
 def test_sample_lag_matches_readme(sample_db: Path) -> None:

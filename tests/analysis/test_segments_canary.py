@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,6 +199,53 @@ def test_canary_uses_only_the_common_time_range(make_db) -> None:
     assert res.n_baseline == v1_common  # v1 rows before v2 started are left out
     assert res.n_baseline < (preds["model_version"] == "v1").sum()
     assert res.start >= pd.Timestamp("2026-10-02", tz="UTC")
+
+
+def _rollout_db(make_db):
+    """v1 alone for a day, then v2 (rolled out 2026-10-02 00:00) beside it on half of the
+    traffic for two days; the v2 row at 2026-10-02 12:00:00 is the first of that minute."""
+    rng = np.random.default_rng(11)
+    preds, labels = binary_frames(rng, 3000, hours=72)
+    late = preds["ts"] >= pd.Timestamp("2026-10-02", tz="UTC")
+    preds["model_version"] = np.where(late & (np.arange(len(preds)) % 2 == 0), "v2", "v1")
+    first = pd.DataFrame({"request_id": ["first"], "ts": [pd.Timestamp("2026-10-02 12:00", tz="UTC")],
+                          "model": "m", "model_version": "v2", "p": 0.2, "region": "eu",
+                          "amount": 10.0, "device": "ios", "h1_tanh": 0.1})
+    return make_db(pd.concat([preds, first], ignore_index=True), labels)
+
+
+@pytest.mark.parametrize("start", [None, "2026-10-01T12:00Z", "2026-10-02T12:00Z",
+                                   "2026-10-02T18:00Z"])
+def test_detect_pair_names_the_version_rolled_out_last_in_any_window(make_db, start) -> None:
+    # From 2026-10-02T12:00Z the window's first row is v2's: the candidate used to be the
+    # version seen later *in the window* (v1 there). It is the one rolled out later.
+    db = _rollout_db(make_db)
+    with read_connection(db) as con:
+        assert canary.version_first_seen(con, "m") == {
+            "v1": con.execute("SELECT min(ts) FROM predictions WHERE model_version = 'v1'").fetchone()[0],
+            "v2": con.execute("SELECT min(ts) FROM predictions WHERE model_version = 'v2'").fetchone()[0]}
+        flt = Filter(start=start, end="2026-10-04")
+        if start == "2026-10-02T12:00Z":
+            first = con.execute("SELECT model_version FROM predictions WHERE ts >= ? "
+                                "ORDER BY ts LIMIT 1", [pd.Timestamp(start)]).fetchone()[0]
+            assert first == "v2"  # the case that flipped the pair
+        assert canary.detect_pair(con, flt) == ("v1", "v2")
+        assert canary.detect_pair(con, replace(flt, versions=("v2",))) == ("v1", "v2")
+
+
+def test_sample_canary_same_pair_and_verdict_in_every_window(sample_db) -> None:
+    # The audit's window from 2026-10-23T23:55Z starts with a v2 row: it said "Verdict pass
+    # for v1 vs v2: v1 0.2956 is -37.0% vs v2 0.4692".
+    windows = [("2026-10-23T23:55Z", "2026-10-30T23:55Z"), ("2026-10-24T00:00Z", None),
+               ("2026-10-21T00:00Z", "2026-10-25T00:00Z"), (None, None),
+               ("2026-10-23T23:55:41.466037Z", "2026-10-30T23:55Z")]
+    with read_connection(sample_db) as con:
+        for start, end in windows:
+            flt = Filter(model="fraud", start=start, end=end)
+            pair = canary.detect_pair(con, flt)
+            res = canary.compare_versions(con, flt, baseline=pair[0], candidate=pair[1])
+            assert pair == ("v1", "v2"), (start, end)
+            assert res.verdict == "fail" and res.relative_delta > 0.3, (start, end, res.reason)
 
 
 def test_sample_incidents_where(sample_db) -> None:
