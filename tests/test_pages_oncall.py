@@ -31,7 +31,7 @@ INCIDENT_STARTS = {
     "Feature drift": "2026-10-19 00:00 UTC",
     "Canary worse than baseline": "2026-10-21 00:00 UTC",
     "Activation saturation": "2026-10-23 00:00 UTC",
-    "Label delivery stalled": "2026-10-28 08:00 UTC",
+    "Label delivery stalled": "2026-10-28 12:00 UTC",
 }
 
 
@@ -263,3 +263,26 @@ def test_segment_fixed_by_the_filter_is_not_ranked(tmp_path: Path,
     assert any("The filter fixes region=eu: no other segment column to rank within it" in i
                for i in texts(at.info)), texts(at.info)
     assert not [f for f in _figures(at) if "segment value" in json.dumps(f["layout"])]
+
+
+def test_an_incident_begun_before_the_window_says_so_and_marks_no_line(sample_db: Path) -> None:
+    # The 7-day view starts 2026-10-24; the tanh saturation began 10-23 (findings look back
+    # before the window). The card says so; no dashed line stretches the charts to 10-23.
+    mp = pytest.MonkeyPatch()
+    try:
+        at = run_app(sample_db, mp, {"model": "fraud", "range": "7d"})
+    finally:
+        mp.undo()
+    markdown = " ".join(texts(at.markdown))
+    # The canary began 10-21, before the window: found by looking back.
+    assert "**Canary worse than baseline** · model_version v2 · since **2026-10-21 00:00 UTC**, " \
+           "before this window" in markdown, markdown
+    # The saturation began 10-23, inside the reference window (the previous 7 days), which
+    # is not looked back on: it says "or earlier" rather than dating it at the window start.
+    assert "**Activation saturation** · activation h1_tanh · since **2026-10-24 00:00 UTC** or " \
+           "earlier" in markdown, markdown
+    # So do the alerts that were on throughout their look-back.
+    assert "**canary** · version v2 · since **2026-10-24 00:00 UTC** or earlier" in markdown
+    (rolling,) = [f for f in _figures(at) if "log loss, 6h window" in _trace_names(f)]
+    starts = [s["x0"] for s in rolling["layout"].get("shapes", []) if s.get("x0")]
+    assert all(str(x) >= "2026-10-24" for x in starts), starts

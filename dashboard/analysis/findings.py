@@ -172,9 +172,14 @@ def _onset(flags: list[bool | None], starts: list[datetime], ends: list[datetime
     if run is None:
         return None
     n_before = 0
-    if (run.from_series_start and window_start is not None
-            and (span := lookback_range(flt, window_start)) is not None):
-        more = earlier(*span)
+    # A run from the window's start whose days before are the reference window cannot be
+    # looked back on: it began then *or earlier*, which the finding must say (a bare "since
+    # <window start>" read as the incident's start).
+    blocked = False
+    if run.from_series_start and window_start is not None:
+        span = lookback_range(flt, window_start)
+        blocked = span is None
+        more = earlier(*span) if span is not None else ([], [], [])
         if more[0]:
             n_before = len(more[0])
             flags, starts, ends = more[0] + flags, more[1] + starts, more[2] + ends
@@ -182,7 +187,7 @@ def _onset(flags: list[bool | None], starts: list[datetime], ends: list[datetime
     assert run is not None  # the window's run is still there, maybe longer
     before = run.first < n_before
     return _Onset(since=starts[run.first], until=None if run.ongoing else ends[run.last],
-                  before_window=before, at_limit=before and run.from_series_start,
+                  before_window=before, at_limit=(before and run.from_series_start) or blocked,
                   first_in_window=max(run.first - n_before, 0))
 
 
@@ -190,6 +195,9 @@ def since_phrase(since: datetime, before_window: bool, at_limit: bool,
                  window_start: datetime | None, *, fmt: str = "%Y-%m-%d") -> str:
     """"since <when>" for a finding's detail, saying when it began before the window."""
     when = since.strftime(fmt)
+    if at_limit and not before_window:
+        return (f"since {when} or earlier (already on when this window began; the days before "
+                "it are the reference window)")
     if at_limit:
         return (f"since before {when} (already on throughout the {LOOKBACK_DAYS} days looked "
                 "back before this window)")

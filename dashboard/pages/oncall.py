@@ -86,7 +86,9 @@ def _alerts_section(view: Any, canary_pair: tuple[str, str] | None,
             where = ", ".join(x for x in (alert.version and f"version {alert.version}",
                                           alert.segment) if x) or "whole model"
             badge = ":red-badge[page]" if alert.severity == "page" else ":orange-badge[ticket]"
-            left.markdown(f"{badge} **{alert.rule}** · {where} · since **{fmt_time(alert.since)}**")
+            earlier = " or earlier" if "since_is_lookback_limit" in dict(alert.details) else ""
+            left.markdown(f"{badge} **{alert.rule}** · {where} · since "
+                          f"**{fmt_time(alert.since)}**{earlier}")
             left.caption(f"{alert.message} (n = {alert.n:,})")
             if alert.rule in LABEL_FINDINGS:
                 right.markdown(LABELS_LINK, help="Debug has no label view: the Labels section "
@@ -146,6 +148,8 @@ def _finding_card(view: Any, f: dict[str, Any], baseline: str | None) -> None:
         left, right = st.columns([4, 1])
         left.markdown(f"**{TITLES.get(f['what'], f['what'])}** · {_where_text(f['where'])} · "
                       f"since **{fmt_time(f['since'])}**"
+                      + (" or earlier" if f.get("since_is_lookback_limit") else "")
+                      + (", before this window" if f.get("since_before_window") else "")
                       + (f" until {fmt_time(f['until'])}" if f.get("until") else " (ongoing)"))
         left.caption(f["detail"])
         with right:
@@ -227,9 +231,14 @@ def _headline(roll_1h: pd.DataFrame, roll_6h: pd.DataFrame, sat: Any, lag: Any,
     cols[4].caption(f"p50 {'—' if lag.p50_hours is None else f'{lag.p50_hours:.1f} h'}; n = {lag.n:,}")
 
 
-def _marks(findings: list[dict[str, Any]], whats: tuple[str, ...] | None = None) -> list[tuple[Any, str]]:
+def _marks(findings: list[dict[str, Any]], start: Any,
+           whats: tuple[str, ...] | None = None) -> list[tuple[Any, str]]:
+    """(since, title) of the findings that began inside the charts' span (from ``start``): a
+    finding that began before the window (since_before_window) would stretch the time axis."""
+    first = pd.Timestamp(start)
     return [(f["since"], TITLES.get(f["what"], f["what"])) for f in findings
-            if f.get("since") and (whats is None or f["what"] in whats)]
+            if f.get("since") and pd.Timestamp(f["since"]) >= first
+            and (whats is None or f["what"] in whats)]
 
 
 def _segments_section(view: Any, excess: pd.DataFrame) -> None:
@@ -281,7 +290,7 @@ def _canary_section(view: Any, result: Any) -> None:
                      "dbg_focus": ["calibration"]})
 
 
-def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
+def _labels_section(view: Any, data: views.OnCallData, findings: list[dict[str, Any]]) -> None:
     st.subheader("Labels: coverage and lag", anchor=LABELS_ANCHOR)
     lag, bucket = data.lag, data.coverage_bucket
     cov, stall = views.figure(data.coverage), views.figure(data.stall)
@@ -306,7 +315,7 @@ def _labels_section(data: views.OnCallData, findings: list[dict[str, Any]]) -> N
                    f"{int(row['n_labelled']):,} of {int(row['n_predictions']):,} predictions "
                    "labelled. A coverage chart needs two buckets or more: widen the time range.")
         return
-    st.plotly_chart(charts.coverage_figure(cov, marks=_marks(findings, ("label_stall",)),
+    st.plotly_chart(charts.coverage_figure(cov, marks=_marks(findings, view.start, ("label_stall",)),
                                            stalled=bool(stall.stalled)),
                     key="oc_coverage")
     if stall.stalled:
@@ -327,7 +336,7 @@ def _now_section(view: Any, data: views.OnCallData, findings: list[dict[str, Any
         st.info(no_labels_text(lag) + " Loss appears once labels arrive; the counters below "
                 "need no labels.")
     else:
-        st.plotly_chart(charts.rolling_loss_figure(rolled, marks=_marks(findings)), key="oc_rolling")
+        st.plotly_chart(charts.rolling_loss_figure(rolled, marks=_marks(findings, view.start)), key="oc_rolling")
         st.caption("Rolling log loss over the last 1 h and 6 h at every hour (6 h with its 95% "
                    "interval), predictions and labelled rows per hour below; hollow markers have "
                    "fewer labelled rows than the minimum; dashed lines mark when each finding began.")
@@ -336,7 +345,7 @@ def _now_section(view: Any, data: views.OnCallData, findings: list[dict[str, Any
                    "(a chart needs two hours or more: widen the time range).")
         return
     st.plotly_chart(charts.score_counters_figure(
-        sat.by_bucket, marks=_marks(findings, ("nonfinite_scores", "exact_zero_one_scores"))),
+        sat.by_bucket, marks=_marks(findings, view.start, ("nonfinite_scores", "exact_zero_one_scores"))),
         key="oc_counters")
     st.caption("Scores per hour that are NaN / inf (excluded from loss), exactly 0 or 1 (a "
                "pipeline writing decisions, not probabilities), or otherwise beyond [0.01, 0.99].")
@@ -383,7 +392,7 @@ def main() -> None:
     with section("The canary comparison"):
         _canary_section(view, views.figure(data.canary))
     with section("Label coverage"):
-        _labels_section(data, findings)
+        _labels_section(view, data, findings)
     if drift_box is not None:
         _drift_findings(view, drift_box, firing)
 
