@@ -628,6 +628,7 @@ def _merge(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
         _check_registry_unchanged(con, st, src)
         model_rows = _check_models(con, st, src)
         _classify_against_existing(con, m.kind, table)
+        n_known_rejects = _classify_known_bad_rows(con, st)
         con.execute("BEGIN TRANSACTION")
         try:
             file_id = _next_file_id(con)
@@ -656,10 +657,11 @@ def _merge(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, options: Ing
             counts = dict(con.execute(
                 "SELECT coalesce(_lb_reason, 'accepted'), count(*) FROM staged GROUP BY ALL").fetchall())
             n_accepted = counts.pop("accepted", 0)
-            n_duplicate = counts.pop("duplicate", 0)
+            n_duplicate = counts.pop("duplicate", 0) + n_known_rejects
             reasons = dict(counts)
-            if st.n_rejects:
-                reasons["malformed_row"] = reasons.get("malformed_row", 0) + st.n_rejects
+            if st.n_rejects > n_known_rejects:
+                reasons["malformed_row"] = (reasons.get("malformed_row", 0) + st.n_rejects
+                                            - n_known_rejects)
             n_quarantined = sum(reasons.values())
             if n_accepted + n_duplicate + n_quarantined != st.n_read:
                 raise IngestError(f"{src.label}: internal accounting error: read {st.n_read} but "
@@ -804,19 +806,26 @@ def _raw_columns(st: _Staged) -> list[str]:
     return list(dict.fromkeys(list(m.fields.values()) + [c for _, c in m.class_probs] + list(m.roles)))
 
 
-def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, st: _Staged,
-                       file_id: int) -> None:
+def _classify_known_bad_rows(con: duckdb.DuckDBPyConnection, st: _Staged) -> int:
+    """Put the file's bad rows, with their raw values, in the temp table ``lb_quarantine``
+    for :func:`_insert_quarantine`; mark those an earlier file already quarantined as
+    duplicates. Returns how many of the file's malformed lines were already quarantined.
+
+    A bad row an earlier file already brought, with the same reason and the same raw values
+    (a re-export of a day, overlapping dumps), is a ``duplicate`` of it, as an identical good
+    row is: re-sending a file must not count its bad rows twice. Compared on the raw JSON,
+    whose PII values are salted hashes, so equal rows compare equal. Runs before the file's
+    transaction, as _classify_against_existing does: that transaction may write the main
+    database only (and temp tables), not ``staged``."""
     raw_json = _raw_json(st)
-    params = {"file_id": file_id, "path": src.label, "kind": st.mapping.kind}
-    if "$salt" in raw_json:
-        # DuckDB refuses a bound parameter the statement does not use (files without PII).
-        params["salt"] = st.snapshot.salt
+    # DuckDB refuses a bound parameter the statement does not use (files without PII).
+    params = {"salt": st.snapshot.salt} if "$salt" in raw_json else {}
     con.execute(
-        f"""INSERT INTO {_T}.quarantine
-        SELECT $file_id, $path, $kind, s._lb_row_number, s._lb_reason, s._lb_detail, {raw_json}
+        f"""CREATE OR REPLACE TEMP TABLE lb_quarantine AS
+        SELECT s._lb_ord AS ord, s._lb_row_number AS row_number, s._lb_reason AS reason,
+               s._lb_detail AS detail, CAST({raw_json} AS VARCHAR) AS raw
         FROM staged s JOIN raw r ON r.{st.raw_ordinal} = s._lb_ord
-        WHERE s._lb_reason IS NOT NULL AND s._lb_reason <> 'duplicate'
-        ORDER BY s._lb_ord""",
+        WHERE s._lb_reason IS NOT NULL AND s._lb_reason <> 'duplicate'""",
         params,
     )
     if st.n_rejects:
@@ -826,12 +835,38 @@ def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, 
                "'raw line withheld: the file has PII columns')" if st.mapping.pii_columns
                else "json_object('line', arg_min(csv_line, column_idx))")
         con.execute(
-            f"""INSERT INTO {_T}.quarantine
-            SELECT $file_id, $path, $kind, line - 1, 'malformed_row',
-                   arg_min(error_message, column_idx), {raw}
-            FROM {readers.REJECTS_TABLE} GROUP BY line ORDER BY line""",
-            {"file_id": file_id, "path": src.label, "kind": st.mapping.kind},
-        )
+            f"""INSERT INTO lb_quarantine
+            SELECT NULL, line - 1, 'malformed_row', arg_min(error_message, column_idx),
+                   CAST({raw} AS VARCHAR)
+            FROM {readers.REJECTS_TABLE} GROUP BY line""")
+    # Row numbers are unique in a file: parsed rows are numbered around the rejected lines.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE lb_known AS
+        SELECT q.row_number, min(e.file_id) AS file_id,
+               arg_min(e.row_number, (e.file_id, e.row_number)) AS first_row
+        FROM lb_quarantine q JOIN {_T}.quarantine e
+          ON e.kind = $kind AND e.reason = q.reason AND CAST(e.raw AS VARCHAR) = q.raw
+        GROUP BY q.row_number""",
+        {"kind": st.mapping.kind})
+    con.execute(
+        """UPDATE staged SET _lb_reason = 'duplicate',
+             _lb_detail = 'already quarantined (file ' || k.file_id || ', row ' || k.first_row || ')'
+           FROM lb_known k WHERE staged._lb_row_number = k.row_number""")
+    return con.execute("SELECT count(*) FROM lb_known JOIN lb_quarantine q USING (row_number) "
+                       "WHERE q.ord IS NULL").fetchone()[0]
+
+
+def _insert_quarantine(con: duckdb.DuckDBPyConnection, src: readers.SourceFile, st: _Staged,
+                       file_id: int) -> None:
+    """Store the bad rows :func:`_classify_known_bad_rows` found and no earlier file brought."""
+    con.execute(
+        f"""INSERT INTO {_T}.quarantine
+        SELECT $file_id, $path, $kind, q.row_number, q.reason, q.detail, q.raw
+        FROM lb_quarantine q ANTI JOIN lb_known k USING (row_number)
+        ORDER BY q.row_number""",
+        {"file_id": file_id, "path": src.label, "kind": st.mapping.kind})
+    con.execute("DROP TABLE lb_quarantine")
+    con.execute("DROP TABLE lb_known")
 
 
 def _copy_new_labels(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

@@ -245,3 +245,34 @@ def test_an_empty_file_says_so(tmp_path: Path, db_path: Path) -> None:
         result = only_file(run_ingest(db_path, tmp_path / name, model="m", model_version="v"))
         assert result.status == "rejected"
         assert result.message == f"{tmp_path / name}: the file is empty (0 bytes); there is nothing to ingest"
+
+
+# --------------------------------------------------------------------------- re-sent bad rows
+def test_bad_rows_an_earlier_file_brought_are_duplicates(tmp_path: Path, db_path: Path) -> None:
+    # A re-export of the same rows (other bytes: one more trailing newline, so not skipped by
+    # content hash) must not quarantine its bad rows a second time.
+    text = f"""
+        id,ts,p,email
+        a,{TS},0.1,ann@x.test
+        b,not a time,0.2,bob@x.test
+        c,{TS},1.5,cid@x.test
+        d,{TS},0.3,dan@x.test,EXTRA
+        e,{TS},0.4,eve@x.test
+    """
+    first = ingest_one(db_path, write_csv(tmp_path, "day.csv", text), model="m", model_version="v")
+    assert_accounted(first)
+    assert (first.n_accepted, first.n_duplicate, first.reasons) == (
+        2, 0, {"bad_ts": 1, "malformed_row": 1, "score_out_of_range": 1})
+
+    again = ingest_one(db_path, write_csv(tmp_path, "day-reexport.csv", text + "\n"),
+                       model="m", model_version="v")
+    assert_accounted(again)
+    assert (again.n_accepted, again.n_duplicate, again.n_quarantined) == (0, 5, 0)
+    assert query(db_path, "SELECT file_id, row_number, reason FROM quarantine ORDER BY 2") == [
+        (1, 2, "bad_ts"), (1, 3, "score_out_of_range"), (1, 4, "malformed_row")]
+
+    # A bad row that differs (another value) is new, and is quarantined.
+    changed = text.replace("1.5", "2.5")
+    third = ingest_one(db_path, write_csv(tmp_path, "day-fixed.csv", changed),
+                       model="m", model_version="v")
+    assert (third.n_duplicate, third.reasons) == (4, {"score_out_of_range": 1})

@@ -146,28 +146,48 @@ class LabelRow:
         return self.label == other.label
 
 
-def classify(rows: list[Any], kept: dict[str, Any], conflict: str) -> tuple[list[str], dict[str, Any]]:
+def raw_key(row: Any, text_file: bool) -> tuple[Any, ...]:
+    """What the quarantine stores of a row (its raw values), as a comparable key: in a text
+    file an empty cell and a missing one are both NULL; a double compares as its repr, as
+    its JSON text does (NaN equals NaN, -0.0 differs from 0.0)."""
+    fields = ((row.rid_text, row.ts_text, row.p_text, row.weight_text) if isinstance(row, PredRow)
+              else (row.rid_text, row.label_text, row.label_ts_text))
+    if text_file:
+        return tuple(None if v in (None, "") else str(v) for v in fields)
+    return tuple(repr(v) if isinstance(v, float) else v for v in fields)
+
+
+def classify(rows: list[Any], kept: dict[str, Any], conflict: str,
+             bad: frozenset[tuple[Any, ...]] = frozenset(), text_file: bool = True
+             ) -> tuple[list[str], dict[str, Any], frozenset[tuple[Any, ...]]]:
     """Outcome of each row ('accepted', 'duplicate' or a reason) given the rows already kept
-    in the database, and the kept rows afterwards.
+    in the database and the bad rows already quarantined (``bad``: (reason, raw_key)), and
+    both afterwards.
 
     The first valid occurrence of a key wins, whether it came in an earlier file or earlier in
     this one; every later valid copy is compared with that winner: identical -> duplicate,
-    different -> the conflict reason (README, "Quarantine reasons").
+    different -> the conflict reason (README, "Quarantine reasons"). A bad row an earlier
+    file quarantined with the same reason and raw values is a duplicate; the same bad row
+    twice in one file is quarantined twice (each is a row the file holds).
     """
     outcomes: list[str] = []
     kept = dict(kept)
     for row in rows:
         reason = row.reason()
-        if reason is not None:
-            outcomes.append(reason)
-            continue
-        winner = kept.get(row.rid)
-        if winner is None:
-            kept[row.rid] = row
-            outcomes.append("accepted")
-        else:
-            outcomes.append("duplicate" if row.same_content(winner) else conflict)
-    return outcomes, kept
+        if reason is None:
+            winner = kept.get(row.rid)
+            if winner is None:
+                kept[row.rid] = row
+                outcomes.append("accepted")
+                continue
+            if row.same_content(winner):
+                outcomes.append("duplicate")
+                continue
+            reason = conflict
+        outcomes.append("duplicate" if (reason, raw_key(row, text_file)) in bad else reason)
+    new_bad = {(o, raw_key(r, text_file)) for o, r in zip(outcomes, rows)
+               if o not in ("accepted", "duplicate")}
+    return outcomes, kept, bad | new_bad
 
 
 @dataclass(frozen=True)
@@ -466,7 +486,7 @@ def test_prediction_csv_accounting(tmp_path_factory: pytest.TempPathFactory, emp
     flags = prediction_flags(with_weight)
     first = prediction_csv(folder / "preds.csv", rows, with_weight)
 
-    outcomes, kept = classify(rows, {}, "conflicting_duplicate")
+    outcomes, kept, bad = classify(rows, {}, "conflicting_duplicate")
     check_result(ingest_one(db, first, flags), len(rows), expected(outcomes))
     check_predictions(check_database(db, "predictions"), kept)
 
@@ -479,7 +499,7 @@ def test_prediction_csv_accounting(tmp_path_factory: pytest.TempPathFactory, emp
         return prediction_csv(path, rs, with_weight, trailing)
 
     for path, variant_rows in byte_different_variants(first, rows, seed, write):
-        variant_outcomes, after = classify(variant_rows, kept, "conflicting_duplicate")
+        variant_outcomes, after, bad = classify(variant_rows, kept, "conflicting_duplicate", bad)
         want = expected(variant_outcomes)
         assert want.n_accepted == 0
         check_result(ingest_one(db, path, flags), len(rows), want)
@@ -550,7 +570,7 @@ def test_prediction_parquet_accounting(tmp_path_factory: pytest.TempPathFactory,
     first = folder / "preds.parquet"
     pq.write_table(table, first, compression="snappy")
 
-    outcomes, kept = classify(rows, {}, "conflicting_duplicate")
+    outcomes, kept, bad = classify(rows, {}, "conflicting_duplicate", text_file=False)
     check_result(ingest_one(db, first, flags), len(rows), expected(outcomes))
     check_predictions(check_database(db, "predictions"), kept)
 
@@ -565,7 +585,8 @@ def test_prediction_parquet_accounting(tmp_path_factory: pytest.TempPathFactory,
     mixed = folder / "shuffled.parquet"
     pq.write_table(table.take(pa.array(order, pa.int64())), mixed, compression="gzip")
     for path, variant_rows in ((recoded, rows), (mixed, [rows[i] for i in order])):
-        variant_outcomes, after = classify(variant_rows, kept, "conflicting_duplicate")
+        variant_outcomes, after, bad = classify(variant_rows, kept, "conflicting_duplicate", bad,
+                                                text_file=False)
         want = expected(variant_outcomes)
         assert want.n_accepted == 0
         check_result(ingest_one(db, path, flags), len(rows), want)
@@ -598,7 +619,7 @@ def test_label_csv_accounting(tmp_path_factory: pytest.TempPathFactory, predicti
     flags = label_flags(with_ts)
     first = label_csv(folder / "labels.csv", rows, with_ts)
 
-    outcomes, kept = classify(rows, {}, "conflicting_label")
+    outcomes, kept, bad = classify(rows, {}, "conflicting_label")
     result = ingest_one(db, first, flags)
     check_result(result, len(rows), expected(outcomes))
     check_labels(check_database(db, "labels"), kept)
@@ -616,7 +637,7 @@ def test_label_csv_accounting(tmp_path_factory: pytest.TempPathFactory, predicti
         return label_csv(path, rs, with_ts, trailing)
 
     for path, variant_rows in byte_different_variants(first, rows, seed, write):
-        variant_outcomes, after = classify(variant_rows, kept, "conflicting_label")
+        variant_outcomes, after, bad = classify(variant_rows, kept, "conflicting_label", bad)
         want = expected(variant_outcomes)
         assert want.n_accepted == 0
         check_result(ingest_one(db, path, flags), len(rows), want)
