@@ -131,6 +131,17 @@ def test_canary_fires_whatever_the_as_of_minute(con, config, as_of: str, since: 
     assert ("since_is_lookback_limit" in details) == at_limit
 
 
+def test_a_version_rolled_out_inside_the_look_back_began_there(con, config) -> None:
+    # v2 serves from 10-21; at 10-22 12:00 the 7-day look-back starts 10-15. Its steps before
+    # 10-21 have no v2 row (unknown, not "not firing"), which read as "firing all along" and
+    # said "since 10-21 ... or earlier (the look-back's start)".
+    (alert,) = [a for a in fired(con, config, "2026-10-22T12:00Z", "extreme_scores")
+                if a.version == "v2"]
+    assert alert.since >= utc("2026-10-21T00:00Z")
+    assert "since_is_lookback_limit" not in dict(alert.details)
+    assert "or earlier" not in alert.message
+
+
 @pytest.mark.parametrize("as_of", ["2026-10-28T16:00Z", "2026-10-29T12:00Z",
                                    "2026-10-30T23:55Z", "2026-10-31T00:00Z"])
 def test_label_stall_since_is_the_hour_arrivals_dropped(con, config, as_of: str) -> None:

@@ -287,9 +287,11 @@ def _threshold_alerts(ctx: _Ctx, rule: Rule, frame: pd.DataFrame, *, below: bool
             continue
         version = str(key) if key_kind == "version" else None
         details = (("column", str(key)),) if key_kind == "column" else ()
-        if not (enough & ~cond).any():
-            # No step of the look-back said "not firing": it held (or could not be judged)
-            # all along, so it began at since or earlier.
+        judged = np.flatnonzero(enough)
+        if not (enough & ~cond).any() and judged.size and judged[0] == 0:
+            # No step of the look-back said "not firing" and its first step already fired:
+            # it began then or earlier. A key whose first judged step comes later (a version
+            # rolled out inside the look-back) began there: no flag.
             details += (("since_is_lookback_limit", "true"),)
         current = float(value[-1])
         alerts.append(Alert(
@@ -396,9 +398,10 @@ def _label_stall(ctx: _Ctx, rule: Rule) -> list[Alert]:
         since = a.since if onset is None else max(min(onset, a.since), ctx.lookback_start)
         message = a.message if since == a.since else a.message.replace(
             f"since {_iso(a.since)}", f"since {_iso(since)} (arrivals dropped then)")
+        # Keep the threshold rule's details (since_is_lookback_limit) beside the counts.
         out.append(replace(a, since=since, message=message, url=_url(ctx, None, (), since),
-                           details=(("arrived", f"{int(frame['num'].iloc[-1])}"),
-                                    ("expected", f"{frame['support'].iloc[-1]:.1f}"))))
+                           details=a.details + (("arrived", f"{int(frame['num'].iloc[-1])}"),
+                                                ("expected", f"{frame['support'].iloc[-1]:.1f}"))))
     return out
 
 
@@ -638,9 +641,10 @@ def evaluate(con: duckdb.DuckDBPyConnection, config: MonitoringConfig,
               or "since_is_lookback_limit" in dict(a.details)
               else replace(a, details=a.details + (("since_is_lookback_limit", "true"),))
               for a in alerts]
+    # "or earlier", not "(the look-back's start)": a drift rule whose reference window is the
+    # week before cannot look back at all, and its since is the drift window's start.
     alerts = [replace(a, message=a.message.replace(
-                  f"since {_iso(a.since)}",
-                  f"since {_iso(a.since)} or earlier (the look-back's start)"))
+                  f"since {_iso(a.since)}", f"since {_iso(a.since)} or earlier", 1))
               if "since_is_lookback_limit" in dict(a.details) else a for a in alerts]
     alerts = suppress(group(alerts), config.maintenance)
     return alerts if include_suppressed else [a for a in alerts if not a.suppressed]
