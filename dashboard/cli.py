@@ -420,6 +420,9 @@ def columns_cmd(
     try:
         if set_:
             pairs = parse_pairs(set_, "--set")
+            if not Path(db).exists():  # write_connection would create an empty one
+                _fail(f"database {db} does not exist; create it with `lossboard ingest --db "
+                      f"{db} FILE`")
             with write_connection(db) as con:
                 for name, role in pairs:
                     schema.set_column_role(con, kind or "predictions", name, role)
@@ -454,8 +457,11 @@ def rollup_cmd(
     """
     from lossboard.dashboard.analysis import rollup
 
+    if not Path(db).exists():
+        # ensure_database would create it: a typo would make an empty database and exit 0.
+        _fail(f"database {db} does not exist; create it with `lossboard ingest --db {db} FILE`")
     try:
-        ensure_database(db)
+        ensure_database(db)  # an older schema is upgraded
         done = rollup.refresh_file(db, DEFAULT_LOCK_TIMEOUT_S, rebuild=rebuild)
         with read_connection(db) as con:
             rows = rollup.status(con)

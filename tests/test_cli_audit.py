@@ -359,3 +359,13 @@ def test_export_report_without_room_for_a_reference(tmp_path: Path, db_path: Pat
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert "no reference window" in page and "reference log loss — (n = 0)" in page
+
+
+@pytest.mark.parametrize("args", [["rollup"], ["columns", "--set", "region=feature"]])
+def test_a_command_on_a_missing_database_does_not_create_one(tmp_path: Path, cli: CliRunner,
+                                                             args: list[str]) -> None:
+    typo = tmp_path / "typo.duckdb"
+    result = invoke(cli, *args, "--db", typo)
+    assert result.exit_code == 1
+    assert f"database {typo} does not exist" in " ".join(result.output.split())
+    assert not typo.exists()
