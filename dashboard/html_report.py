@@ -25,9 +25,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lossboard.dashboard import charts, monitoring_config
-from lossboard.dashboard.analysis import calibration, executive, loss, report, segments, slo
+from lossboard.dashboard.analysis import (
+    calibration, executive, labels, loss, report, segments, slo,
+)
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.dashboard.monitoring_config import Slo
+from lossboard.dashboard.monitoring_config import Slo, format_minutes
 from lossboard.errors import LossboardError
 
 #: Segment values and drifted features listed in the report.
@@ -90,22 +92,93 @@ def model_slos(config: monitoring_config.MonitoringConfig, model: str | None) ->
     return tuple(s for s in config.slos if s.model == model)
 
 
-#: Burn-rate windows shown per SLO (minutes; slo.STATUS_WINDOWS) and their column names.
-BURN_COLUMNS = {60: "burn rate 1 h", 360: "burn rate 6 h", 4320: "burn rate 3 d"}
+#: The burn-rate windows of an SLO's status (slo.STATUS_WINDOWS) as the SLO table names them
+#: (the page and the report show the same table: slo_status_row).
+BURN_WINDOWS = {minutes: format_minutes(minutes).replace("h", " h").replace("d", " d")
+                for minutes in slo.STATUS_WINDOWS}
+BURN_COLUMN = "burn rate " + " · ".join(BURN_WINDOWS.values())
+#: The column of the SLO table that says why a figure is "—" or not to be trusted.
+NOTE_COLUMN = "note"
 
 
-def slo_row(spec: Slo, status: slo.SloStatus | None, problem: str | None = None) -> dict[str, Any]:
-    """One SLO's status as a table row (the page and the report show the same columns)."""
-    rates = {b.window_minutes: b.burn_rate for b in status.burn_rates} if status else {}
-    return {
-        "SLO": spec.name, "SLI": spec.sli, "objective": f"{spec.objective:.2%}",
-        "period (days)": f"{spec.period_days:g}",
-        "state": status.state if status else f"not computed: {problem}",
-        "budget remaining": fmt(None if status is None else status.budget_remaining, ".1%"),
-        **{name: fmt(rates.get(minutes), ".2f") for minutes, name in BURN_COLUMNS.items()},
-        "target log loss": fmt(None if status is None else status.target_log_loss, ".4f"),
-        "current log loss": fmt(None if status is None else status.current_log_loss, ".4f"),
-    }
+def slo_scope(spec: Slo) -> str:
+    """What an SLO covers, in the sidebar's words: ``region=eu, version v2`` or ``whole model``."""
+    parts = [f"{c}={v}" for c, v in spec.segments]
+    parts += [f"version {', '.join(spec.versions)}"] if spec.versions else []
+    return ", ".join(parts) or "whole model"
+
+
+def current_loss_text(value: float | None, n: int, min_samples: int) -> str:
+    """The SLO's current log loss with its n, marked when n is below the SLO's
+    ``min_samples``: ``0.0003 (n = 4 < 100, too few)``."""
+    if value is None or pd.isna(value):
+        return f"— (n = {n:,})"
+    if n < min_samples:
+        return f"{value:.4f} (n = {n:,} < {min_samples:,}, too few)"
+    return f"{value:.4f} (n = {n:,})"
+
+
+def _events_word(spec: Slo) -> str:
+    if spec.sli == "windows":
+        return (f"no {format_minutes(spec.window_minutes)} window held "
+                f"{spec.min_samples:,} labelled rows")
+    return "no labelled prediction"
+
+
+def stalled_since(con: duckdb.DuckDBPyConnection, flt: Filter,
+                  statuses: list[slo.SloStatus | None]) -> Any | None:
+    """When label delivery stalled (labels.label_stall's onset), if an SLO has a burn rate
+    without events (the usual cause) and labels are stalled; else None."""
+    if not any(s is not None and any(b.burn_rate is None for b in s.burn_rates) for s in statuses):
+        return None
+    try:
+        stall = labels.label_stall(con, flt)
+    except LossboardError:
+        return None
+    return (stall.onset or stall.recent_start) if stall.stalled else None
+
+
+def slo_status_row(spec: Slo, status: Any | None, problem: str | None = None, *,
+                   stalled_since: Any | None = None) -> dict[str, str]:
+    """One SLO's status (``slo.status``) as a row of the Executive page's SLO table.
+
+    Burn rates that cannot be computed (no event in their window) are "—" and the note says
+    why; ``stalled_since``, when labels stopped arriving (``labels.label_stall``), is named as
+    the likely cause. The current log loss carries its n and is marked "too few" below the
+    SLO's ``min_samples``."""
+    row = {"SLO": spec.name, "covers": slo_scope(spec),
+           "objective": f"{spec.objective:.2%} of {spec.sli}, {spec.period_days:g} d"}
+    if status is None:
+        return {**row, "state": "not computed", "budget remaining": "—", BURN_COLUMN: "—",
+                "target log loss": "—", "current log loss": "—", NOTE_COLUMN: problem or ""}
+    rates = {b.window_minutes: b for b in status.burn_rates}
+    shown = []
+    missing = []
+    for minutes, label in BURN_WINDOWS.items():
+        rate = rates.get(minutes)
+        if rate is None or rate.burn_rate is None:
+            shown.append("—")
+            missing.append(label)
+        else:
+            shown.append(f"{rate.burn_rate:.2f}")
+    note = ""
+    if missing:
+        why = (f"labels stalled since {_when(stalled_since)} UTC (On-call, Labels)"
+               if stalled_since is not None
+               else "labels still to come (label lag) or too little traffic")
+        note = (f"No burn rate over {', '.join(missing)}: {_events_word(spec)}, so no event "
+                f"to count; {why}.")
+    if status.target_log_loss is None and spec.sli == "predictions":
+        target = f"per row ≤ {spec.max_row_loss:g}" if spec.max_row_loss is not None else "—"
+    else:
+        target = "—" if status.target_log_loss is None else f"{status.target_log_loss:.4f}"
+    budget = status.budget_remaining
+    return {**row, "state": status.state,
+            "budget remaining": "—" if budget is None else f"{budget:.1%}",
+            BURN_COLUMN: " · ".join(shown), "target log loss": target,
+            "current log loss": current_loss_text(status.current_log_loss, status.current_n,
+                                                  spec.min_samples),
+            NOTE_COLUMN: note}
 
 
 SLO_CAPTION = ("Budget remaining: the share of the SLO period's error budget left (negative once "
@@ -304,12 +377,18 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
               f"{summary.n_labelled:,} of {summary.n_predictions:,} predictions"),
     ]) + "</div>")
     if slos:
-        rows = []
+        statuses: list[slo.SloStatus | None] = []
+        problems: list[str | None] = []
         for spec in slos:
             try:
-                rows.append(slo_row(spec, slo.status(con, spec, flt)))
+                statuses.append(slo.status(con, spec, flt))
+                problems.append(None)
             except LossboardError as exc:
-                rows.append(slo_row(spec, None, str(exc)))
+                statuses.append(None)
+                problems.append(str(exc))
+        stalled = stalled_since(con, flt, statuses)
+        rows = [slo_status_row(spec, status, problem, stalled_since=stalled)
+                for spec, status, problem in zip(slos, statuses, problems)]
         parts.append(_table(rows, list(rows[0])))
         parts.append(f'<p class="caption">{_e(SLO_CAPTION)}</p>')
     parts.append(f"<p>{_e(target_sentence(flt.model, slo_target, len(slos)))}</p>")

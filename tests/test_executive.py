@@ -24,7 +24,6 @@ from streamlit.testing.v1 import AppTest
 from lossboard.dashboard import html_report, monitoring_config, sidebar
 from lossboard.dashboard.analysis import base, calibration, executive, loss, report, rollup, slo
 from lossboard.dashboard.analysis.filters import Filter
-from lossboard.dashboard.pages import _tables
 from lossboard.db import read_connection
 from lossboard.ingest.load import IngestOptions, ingest
 from lossboard.ingest.mapping import MappingOptions
@@ -278,10 +277,10 @@ def test_configured_slo_shows_budget_and_burn_rates(exec_db: Path, tmp_path: Pat
     (table,) = [t.value for t in at.table if "SLO" in t.value.columns]
     # The row as the page shows it: budget remaining in %, burn rates, both from slo.status.
     row = table.iloc[0].to_dict()
-    assert row == _tables.slo_status_row(spec, status)
+    assert row == html_report.slo_status_row(spec, status)
     assert row["SLO"] == "confident-mistakes" and row["state"] == status.state
     assert row["budget remaining"] == f"{status.budget_remaining:.1%}"
-    assert row[_tables.BURN_COLUMN] == " · ".join(
+    assert row[html_report.BURN_COLUMN] == " · ".join(
         "—" if b.burn_rate is None else f"{b.burn_rate:.2f}" for b in status.burn_rates)
     assert not any("No SLO configured" in c.value for c in at.caption)
 
@@ -321,7 +320,7 @@ def test_slo_table_shows_n_and_why_a_figure_is_missing(exec_db: Path, eu_slo: mo
     row = table.iloc[0]
     assert row["current log loss"] == (f"{status.current_log_loss:.4f} (n = {status.current_n:,} "
                                        "< 5,000, too few)")
-    assert row[_tables.BURN_COLUMN] == "— · — · —"
+    assert row[html_report.BURN_COLUMN] == "— · — · —"
     assert row["note"].startswith("No burn rate over 1 h, 6 h, 3 d: no 6h window held 5,000 "
                                   "labelled rows, so no event to count")
     assert row["target log loss"] == "0.3000" and row["covers"] == "region=eu"
@@ -335,13 +334,13 @@ def test_slo_row_names_a_label_stall_as_the_cause() -> None:
                   ((60, 0, 0, None), (360, 0, 0, None), (4320, 197, 197, 100.0)))
     status = SimpleNamespace(burn_rates=rates, current_log_loss=0.00026, current_n=4,
                              target_log_loss=0.32, budget_remaining=-98.99, state="budget_exhausted")
-    row = _tables.slo_status_row(spec, status, stalled_since=datetime(2026, 10, 28, 8, tzinfo=UTC))
-    assert row[_tables.BURN_COLUMN] == "— · — · 100.00"
+    row = html_report.slo_status_row(spec, status, stalled_since=datetime(2026, 10, 28, 8, tzinfo=UTC))
+    assert row[html_report.BURN_COLUMN] == "— · — · 100.00"
     assert row["current log loss"] == "0.0003 (n = 4 < 150, too few)"
     assert row["note"] == ("No burn rate over 1 h, 6 h: no 6h window held 150 labelled rows, so "
                            "no event to count; labels stalled since 2026-10-28 08:00 UTC "
                            "(On-call, Labels).")
-    assert _tables.slo_status_row(spec, None, "no model 'fraud'")["note"] == "no model 'fraud'"
+    assert html_report.slo_status_row(spec, None, "no model 'fraud'")["note"] == "no model 'fraud'"
 
 
 def _trend(at: AppTest) -> dict:

@@ -7,6 +7,7 @@ makes, and the charts drawn as SVG).
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 from html.parser import HTMLParser
@@ -183,3 +184,21 @@ def test_report_opens_offline_in_chromium(report_html: str, tmp_path: Path) -> N
     assert not failed, failed
     outside = [u for u in requests if not u.startswith(("file://", "data:", "blob:"))]
     assert not outside, f"the report made requests: {outside[:5]}"
+
+
+def test_slo_table_is_the_pages(report_db: Path) -> None:
+    # The report's SLO table is the Executive page's (html_report.slo_status_row): the
+    # current log loss with its n, the burn rates in one column, a note for a missing one.
+    from lossboard.dashboard.html_report import BURN_COLUMN, slo_status_row
+    from lossboard.dashboard.analysis import slo
+    from lossboard.dashboard.monitoring_config import Slo
+
+    spec = Slo(name="loss-target", model="fraud", sli="windows", target_log_loss=0.7,
+               objective=0.9, period_days=7)
+    with read_connection(report_db) as con:
+        page = build_html(con, FILTER, slos=(spec,))
+        status = slo.status(con, spec, FILTER)
+    row = slo_status_row(spec, status)
+    assert f"<th>{BURN_COLUMN}</th>" in page and "<th>current log loss</th>" in page
+    assert f"(n = {status.current_n:,}" in row["current log loss"]
+    assert html.escape(row["current log loss"], quote=False) in page

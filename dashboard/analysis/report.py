@@ -25,12 +25,10 @@ from lossboard.dashboard.analysis import (
     base, calibration, canary, cube, drift, labels, loss, saturation, segments,
 )
 from lossboard.dashboard.analysis.filters import Filter
-# The findings live in their own module; these names stay importable from here.
-from lossboard.dashboard.analysis.findings import (  # noqa: F401 - re-exported
+# The findings live in their own module (findings.py); drift_window stays importable from
+# here for the pages (views.drift_window).
+from lossboard.dashboard.analysis.findings import (
     ACTIVATION_TAIL_ALERT,
-    LOOKBACK_DAYS,
-    LOSS_TOLERANCE,
-    Finding,
     _drift_findings,
     drift_window,
     findings,

@@ -19,13 +19,6 @@ import streamlit as st
 
 from lossboard.dashboard.monitoring_config import Slo, format_minutes
 
-#: The burn-rate windows of an SLO's status (slo.STATUS_WINDOWS) as the table names them.
-BURN_WINDOWS = {60: "1 h", 360: "6 h", 4320: "3 d"}
-BURN_COLUMN = "burn rate 1 h · 6 h · 3 d"
-#: The column of the SLO table that says why a figure is "—" or not to be trusted.
-NOTE_COLUMN = "note"
-
-
 def _time(value: Any) -> str:
     return "—" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
 
@@ -37,73 +30,6 @@ def slo_covers(spec: Slo, model: str | None, versions: Iterable[str],
     its target can be drawn on the view's trend."""
     return (spec.model == model and set(spec.versions) == set(versions)
             and set(spec.segments) == set(segments))
-
-
-def slo_scope(spec: Slo) -> str:
-    """What an SLO covers, in the sidebar's words: ``region=eu, version v2`` or ``whole model``."""
-    parts = [f"{c}={v}" for c, v in spec.segments]
-    parts += [f"version {', '.join(spec.versions)}"] if spec.versions else []
-    return ", ".join(parts) or "whole model"
-
-
-def current_loss_text(value: float | None, n: int, min_samples: int) -> str:
-    """The SLO's current log loss with its n, marked when n is below the SLO's
-    ``min_samples``: ``0.0003 (n = 4 < 100, too few)``."""
-    if value is None or pd.isna(value):
-        return f"— (n = {n:,})"
-    if n < min_samples:
-        return f"{value:.4f} (n = {n:,} < {min_samples:,}, too few)"
-    return f"{value:.4f} (n = {n:,})"
-
-
-def _events_word(spec: Slo) -> str:
-    if spec.sli == "windows":
-        return (f"no {format_minutes(spec.window_minutes)} window held "
-                f"{spec.min_samples:,} labelled rows")
-    return "no labelled prediction"
-
-
-def slo_status_row(spec: Slo, status: Any | None, problem: str | None = None, *,
-                   stalled_since: Any | None = None) -> dict[str, str]:
-    """One SLO's status (``slo.status``) as a row of the Executive page's SLO table.
-
-    Burn rates that cannot be computed (no event in their window) are "—" and the note says
-    why; ``stalled_since``, when labels stopped arriving (``labels.label_stall``), is named as
-    the likely cause. The current log loss carries its n and is marked "too few" below the
-    SLO's ``min_samples``."""
-    row = {"SLO": spec.name, "covers": slo_scope(spec),
-           "objective": f"{spec.objective:.2%} of {spec.sli}, {spec.period_days:g} d"}
-    if status is None:
-        return {**row, "state": "not computed", "budget remaining": "—", BURN_COLUMN: "—",
-                "target log loss": "—", "current log loss": "—", NOTE_COLUMN: problem or ""}
-    rates = {b.window_minutes: b for b in status.burn_rates}
-    shown = []
-    missing = []
-    for minutes, label in BURN_WINDOWS.items():
-        rate = rates.get(minutes)
-        if rate is None or rate.burn_rate is None:
-            shown.append("—")
-            missing.append(label)
-        else:
-            shown.append(f"{rate.burn_rate:.2f}")
-    note = ""
-    if missing:
-        why = (f"labels stalled since {_time(stalled_since)} UTC (On-call, Labels)"
-               if stalled_since is not None
-               else "labels still to come (label lag) or too little traffic")
-        note = (f"No burn rate over {', '.join(missing)}: {_events_word(spec)}, so no event "
-                f"to count; {why}.")
-    if status.target_log_loss is None and spec.sli == "predictions":
-        target = f"per row ≤ {spec.max_row_loss:g}" if spec.max_row_loss is not None else "—"
-    else:
-        target = "—" if status.target_log_loss is None else f"{status.target_log_loss:.4f}"
-    budget = status.budget_remaining
-    return {**row, "state": status.state,
-            "budget remaining": "—" if budget is None else f"{budget:.1%}",
-            BURN_COLUMN: " · ".join(shown), "target log loss": target,
-            "current log loss": current_loss_text(status.current_log_loss, status.current_n,
-                                                  spec.min_samples),
-            NOTE_COLUMN: note}
 
 
 def slo_target_lines(specs: Sequence[Slo], statuses: Sequence[Any | None], model: str | None,

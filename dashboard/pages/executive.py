@@ -10,7 +10,7 @@ log loss target in nats drawn on the trend), ``trend_days`` (length of the trend
 TREND_DAYS, default 30; another value is reported and the default used). Configured SLOs
 (``[[slo]]`` in lossboard.toml, read as ``lossboard alerts`` reads it) of the model are listed
 with their error budget remaining, burn rates and current log loss with its n
-(analysis/slo.py, worded by ``_tables.slo_status_row``); the target of each SLO that covers
+(analysis/slo.py, worded by ``html_report.slo_status_row``); the target of each SLO that covers
 exactly the filter is drawn on the trend.
 """
 
@@ -127,7 +127,7 @@ if any(s is not None and any(b.burn_rate is None for b in s.burn_rates) for s in
     try:
         stall = query(labels.label_stall, flt=window)
         if stall.stalled:
-            stalled_since = getattr(stall, "onset", None) or stall.recent_start
+            stalled_since = stall.onset or stall.recent_start
     except LossboardError:
         stalled_since = None
 slo_lines = _tables.slo_target_lines(slos, statuses, flt.model, flt.versions, flt.segments)
@@ -149,13 +149,14 @@ if slo_lines:
                "rates below are the verdict.")
 elif slos and not target:
     st.caption("No target line drawn: no configured SLO with a log loss target covers exactly "
-               "this filter (" + "; ".join(f"{s.name}: {_tables.slo_scope(s)}" for s in slos)
+               "this filter (" + "; ".join(f"{s.name}: {html_report.slo_scope(s)}" for s in slos)
                + "). Choose its segment or version in the sidebar, or set a target to draw.")
 elif not slos and not target:
     st.caption(html_report.target_sentence(flt.model, None, 0))
 if slos:
     st.markdown("**Configured SLOs**")
-    st.table(pd.DataFrame([_tables.slo_status_row(spec, status, problem, stalled_since=stalled_since)
+    st.table(pd.DataFrame([html_report.slo_status_row(spec, status, problem,
+                                                      stalled_since=stalled_since)
                            for spec, status, problem in zip(slos, statuses, problems)]),
              hide_index=True)
     st.caption(html_report.SLO_CAPTION + " Current log loss: over the SLO's own window ending "

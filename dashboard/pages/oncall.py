@@ -297,7 +297,7 @@ def _labels_section(view: Any, data: views.OnCallData, findings: list[dict[str, 
     if stall.stalled:
         # onset: the hour arrivals dropped (labels.label_stall); recent_start, the first of
         # the mature hours judged, where it is not known.
-        since = getattr(stall, "onset", None) or stall.recent_start
+        since = stall.onset or stall.recent_start
         st.warning(f"Label delivery stalled since {fmt_time(since)}: coverage "
                    f"{stall.recent_coverage:.1%} in the newest mature hours vs "
                    f"{stall.typical_coverage:.1%} before. A loss computed on the few labels that "
