@@ -74,10 +74,17 @@ def _is_data_file(path: Path) -> bool:
             and detect_format(path) is not None)
 
 
+#: Files that sit beside logs and are plainly not logs (a README, a lossboard.toml, a
+#: checksum): not read, and not listed as "not read" either.
+_NOT_LOGS = (".md", ".rst", ".toml", ".yaml", ".yml", ".ini", ".cfg", ".crc", ".sha256",
+             ".md5", ".py", ".sh")
+
+
 def _is_unknown(path: Path) -> bool:
-    """A file a directory or glob holds that is not hidden and of no type lossboard reads."""
+    """A file a directory or glob holds that is not hidden, of no type lossboard reads, and
+    not one of :data:`_NOT_LOGS`."""
     return (path.is_file() and not path.name.startswith((".", "_"))
-            and detect_format(path) is None)
+            and detect_format(path) is None and not path.name.lower().endswith(_NOT_LOGS))
 
 
 def expand(target: str | Path, ignored: list[Path] | None = None) -> list[SourceFile]:

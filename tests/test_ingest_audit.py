@@ -222,6 +222,7 @@ def test_a_directory_reports_the_files_it_did_not_read(tmp_path: Path, db_path: 
         f.write(f"id\tts\tp\nb\t{TS}\t0.5\n")
     (d / "c.csv.bz2").write_bytes(b"not read")
     (d / "_SUCCESS").write_text("")
+    (d / "README.md").write_text("what these logs are")  # beside logs, plainly not one
     (d / ".hidden.csv").write_text("")
     con = duckdb.connect()
     con.execute(f"COPY (SELECT 'z' AS id, '{TS}' AS ts, 0.5 AS p) TO '{d / 'z.csv.zst'}' "
