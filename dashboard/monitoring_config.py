@@ -172,6 +172,11 @@ class Maintenance:
         return (self.model is None or self.model == model) and self.start <= at < self.end
 
 
+#: How far back alerts look for when a condition began (``[alerts] lookback``); the findings
+#: and the label stall look back as far for a problem already on when a window began.
+DEFAULT_LOOKBACK_MINUTES = 7 * 24 * 60
+
+
 @dataclass(frozen=True)
 class MonitoringConfig:
     """Everything ``lossboard alerts`` / ``metrics`` and the dashboard's alert views need."""
@@ -182,7 +187,7 @@ class MonitoringConfig:
     burn_policies: tuple[BurnPolicy, ...] = DEFAULT_BURN_POLICIES
     maintenance: tuple[Maintenance, ...] = ()
     dashboard_url: str = DEFAULT_DASHBOARD_URL
-    lookback_minutes: int = 7 * 24 * 60
+    lookback_minutes: int = DEFAULT_LOOKBACK_MINUTES
     segment_columns: tuple[str, ...] = ()
     max_segment_values: int = 10
     webhook: Webhook | None = None

@@ -34,6 +34,7 @@ import pandas as pd
 
 from lossboard.dashboard.analysis import base, canary, drift, labels, loss, saturation, segments
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.monitoring_config import DEFAULT_LOOKBACK_MINUTES
 
 if TYPE_CHECKING:  # cube imports loss; only the type is needed here
     from lossboard.dashboard.analysis.cube import Cube
@@ -46,7 +47,7 @@ LOSS_TOLERANCE = 0.10
 ACTIVATION_TAIL_ALERT = 0.05
 #: How far before a window's start a finding looks for the start of a problem that was
 #: already going on when the window began (the alerts' default ``[alerts] lookback``).
-LOOKBACK_DAYS = 7
+LOOKBACK_DAYS = DEFAULT_LOOKBACK_MINUTES // (24 * 60)
 
 _UTC = timezone.utc
 #: A judged series: flags (True bad, False good, None unknown), bucket starts, bucket ends.

@@ -39,6 +39,7 @@ from lossboard.dashboard.analysis.base import (
     resolve_model,
 )
 from lossboard.dashboard.analysis.filters import Filter
+from lossboard.dashboard.monitoring_config import DEFAULT_LOOKBACK_MINUTES
 from lossboard.dashboard.analysis.saturation import (
     BUCKET_US,
     bucket_bounds_sql,
@@ -366,7 +367,7 @@ def label_stall(con: duckdb.DuckDBPyConnection, flt: Filter, *, bucket: str = "h
 ONSET_BASELINE_DAYS = 7
 #: How far before a filter's start :func:`label_stall` looks for the onset of a stall that
 #: was already on when the window began (the alerts' default look-back).
-ONSET_LOOKBACK_HOURS = 7 * 24
+ONSET_LOOKBACK_HOURS = DEFAULT_LOOKBACK_MINUTES // 60
 #: An hour expecting fewer arrivals than this tells a stall from chance poorly: it neither
 #: starts nor breaks a run of low hours (it is *unknown*).
 ONSET_MIN_EXPECTED = 10.0
