@@ -9,7 +9,6 @@ which wraps, rather than ``st.dataframe``, which cuts it.
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from lossboard.dashboard.analysis import loss
 from lossboard.dashboard.monitoring_config import Slo, format_minutes
 
 def _time(value: Any) -> str:
@@ -79,7 +79,8 @@ def version_table(versions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]
         "accuracy": st.column_config.NumberColumn("accuracy", format="%.3f",
                                                   help="at the 0.5 threshold"),
         "confidence": st.column_config.TextColumn(
-            "n", help="low: fewer labelled predictions than the minimum (1,000)"),
+            "n", help="low: fewer labelled predictions than the minimum "
+                      f"({loss.DEFAULT_MIN_SAMPLES:,})"),
     }
     return frame, {"column_order": order, "column_config": config}
 
@@ -131,7 +132,7 @@ def p_value_text(value: Any) -> str | None:
     value = float(value)
     if value == 0.0 or (0 < value < 1e-300):
         return P_FLOOR_TEXT
-    return f"{value:.3g}" if not math.isnan(value) else None
+    return f"{value:.3g}"
 
 
 def drift_table(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
