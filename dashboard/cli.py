@@ -234,13 +234,6 @@ def _records_table(records: list[dict[str, Any]], columns: list[str], title: str
     return table
 
 
-def _records(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """An executed query's rows as dicts of plain Python values: NULL is None, never NaN (a
-    pandas frame turns NULL into NaN, which json.dumps prints as the invalid token NaN)."""
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
 def _iso_utc(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -274,29 +267,6 @@ def matching_source_files(stored: list[str], given: str) -> list[str]:
             or (given_parts and parts(path)[-len(given_parts):] == given_parts)]
 
 
-def _quarantine_query(con: duckdb.DuckDBPyConnection, reason: str | None,
-                      files: list[str] | None, limit: int | None) -> tuple[list[dict[str, Any]],
-                                                                          list[dict[str, Any]]]:
-    """(per-reason counts, rows) of the quarantined rows of ``reason`` and ``files`` (None:
-    any); the counts cover every selected row, the rows at most ``limit`` (None: all)."""
-    # Not health.quarantined_rows: the Data health page's query matches one file exactly and
-    # has no counts; this one selects by the files matching_source_files found, counts
-    # included.
-    params = {"reason": reason, "files": files}
-    where = ("($reason IS NULL OR reason = $reason) "
-             "AND ($files IS NULL OR list_contains($files, source_file))")
-    by_reason = _records(con.execute(
-        f"""SELECT kind, reason, count(*) AS n_rows, count(DISTINCT file_id) AS n_files
-            FROM quarantine WHERE {where}
-            GROUP BY kind, reason ORDER BY n_rows DESC, kind, reason""", params))
-    rows = _records(con.execute(
-        f"""SELECT file_id, source_file, kind, row_number, reason, detail,
-                   CAST(raw AS VARCHAR) AS raw
-            FROM quarantine WHERE {where}
-            ORDER BY file_id, row_number LIMIT $limit""", {**params, "limit": limit}))
-    return by_reason, rows
-
-
 def _no_file_hint(given: str, stored: list[str]) -> str:
     if not stored:
         return f"no quarantined rows from {given!r}: no row is quarantined in this database"
@@ -321,17 +291,16 @@ def quarantine_cmd(
 
     Example: lossboard quarantine --db lossboard.duckdb --reason score_out_of_range --file preds.csv
     """
-    if reason is not None and reason not in schema.REASONS:
-        _fail(f"unknown reason {reason!r}; reasons are: {', '.join(schema.REASONS)}")
+    from lossboard.dashboard.analysis import health
+
     try:
         with read_connection(db) as con:
             files: list[str] | None = None
             stored: list[str] = []
             if file is not None:
-                stored = [r[0] for r in con.execute(
-                    "SELECT DISTINCT source_file FROM quarantine ORDER BY source_file").fetchall()]
+                stored = health.quarantine_sources(con)
                 files = matching_source_files(stored, file)
-            by_reason, rows = _quarantine_query(con, reason, files, _sql_limit(limit))
+            by_reason, rows = health.quarantine_records(con, reason, files, _sql_limit(limit))
     except LossboardError as exc:
         _fail(str(exc))
     total = sum(r["n_rows"] for r in by_reason)
@@ -358,23 +327,6 @@ def quarantine_cmd(
                       highlight=False)
 
 
-#: The columns `lossboard runs` shows as a table, in order; --json adds the rest of ingest_runs.
-RUN_TABLE_COLUMNS = ["file_id", "run_id", "path", "kind", "status", "n_read", "n_accepted",
-                     "n_duplicate", "n_quarantined", "n_unmatched_labels", "finished_at",
-                     "seconds_total", "message"]
-
-
-def _ingest_runs(con: duckdb.DuckDBPyConnection, limit: int | None) -> list[dict[str, Any]]:
-    """Every column of the newest ``limit`` ingest_runs rows (None: all), newest first."""
-    # Not health.ingest_runs: its frame has the table's columns only, and NaN for NULL.
-    return _records(con.execute(
-        """SELECT file_id, run_id, path, kind, status, n_read, n_accepted, n_duplicate,
-                  n_quarantined, n_unmatched_labels, finished_at, seconds_total, message,
-                  n_label_before_prediction, content_hash, mapping, started_at, seconds_read,
-                  seconds_merge
-           FROM ingest_runs ORDER BY file_id DESC LIMIT ?""", [limit]))
-
-
 @app.command("runs")
 def runs_cmd(
     db: DbOption = DEFAULT_DB,
@@ -388,9 +340,11 @@ def runs_cmd(
 
     Example: lossboard runs --db lossboard.duckdb --limit 5
     """
+    from lossboard.dashboard.analysis import health
+
     try:
         with read_connection(db) as con:
-            runs = _ingest_runs(con, _sql_limit(limit))
+            runs = health.ingest_run_records(con, _sql_limit(limit))
     except LossboardError as exc:
         _fail(str(exc))
     if as_json:
@@ -399,7 +353,7 @@ def runs_cmd(
                       "mapping": json.loads(r["mapping"]) if r["mapping"] else None}
                      for r in runs])
     else:
-        console.print(_records_table(runs, RUN_TABLE_COLUMNS, "ingest runs"))
+        console.print(_records_table(runs, list(health.INGEST_RUN_COLUMNS), "ingest runs"))
 
 
 @app.command("columns")

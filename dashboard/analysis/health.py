@@ -8,6 +8,7 @@ dashboard's Data health page.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -70,44 +71,82 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> TableCounts:
     )
 
 
-def ingest_runs(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pd.DataFrame:
-    """The latest ``limit`` ingest_runs rows, newest first.
+def records(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """An executed query's rows as dicts of plain Python values: NULL is None, never NaN (a
+    pandas frame turns NULL into NaN, which json.dumps prints as the invalid token NaN)."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-    Columns: file_id, run_id, path, kind, status, n_read, n_accepted, n_duplicate,
-    n_quarantined, n_unmatched_labels, finished_at, seconds_total, message.
-    """
+
+#: The ingest_runs columns Data health shows, in order (ingest_run_records has them all).
+INGEST_RUN_COLUMNS = ("file_id", "run_id", "path", "kind", "status", "n_read", "n_accepted",
+                      "n_duplicate", "n_quarantined", "n_unmatched_labels", "finished_at",
+                      "seconds_total", "message")
+
+
+def ingest_run_records(con: duckdb.DuckDBPyConnection, limit: int | None = 100
+                       ) -> list[dict[str, Any]]:
+    """Every column of the newest ``limit`` ingest_runs rows (None: all), newest first:
+    :data:`INGEST_RUN_COLUMNS`, then n_label_before_prediction, content_hash, mapping (JSON
+    text), started_at, seconds_read, seconds_merge."""
+    return records(con.execute(
+        f"""SELECT {", ".join(INGEST_RUN_COLUMNS)}, n_label_before_prediction, content_hash,
+                   mapping, started_at, seconds_read, seconds_merge
+            FROM ingest_runs ORDER BY file_id DESC LIMIT ?""", [limit]))
+
+
+def ingest_runs(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pd.DataFrame:
+    """The latest ``limit`` ingest_runs rows, newest first, :data:`INGEST_RUN_COLUMNS`."""
     return con.execute(
-        """SELECT file_id, run_id, path, kind, status, n_read, n_accepted, n_duplicate,
-                  n_quarantined, n_unmatched_labels, finished_at, seconds_total, message
-           FROM ingest_runs ORDER BY file_id DESC LIMIT ?""",
+        f"SELECT {', '.join(INGEST_RUN_COLUMNS)} FROM ingest_runs ORDER BY file_id DESC LIMIT ?",
         [limit],
     ).df()
 
 
+def quarantine_sources(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The source files with quarantined rows, by path as ingested."""
+    return [r[0] for r in con.execute(
+        "SELECT DISTINCT source_file FROM quarantine ORDER BY source_file").fetchall()]
+
+
+def quarantine_records(con: duckdb.DuckDBPyConnection, reason: str | None = None,
+                       files: list[str] | None = None, limit: int | None = 50
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per-(kind, reason) counts, rows) of the quarantined rows of ``reason`` and ``files``
+    (None: any); the counts cover every selected row, the rows at most ``limit`` (None: all),
+    oldest file first. Rows: file_id, source_file, kind, row_number, reason, detail, raw (JSON
+    text, PII already hashed at ingest)."""
+    if reason is not None and reason not in REASONS:
+        raise QueryError(f"unknown reason {reason!r}; reasons are: {', '.join(REASONS)}")
+    params = {"reason": reason, "files": files}
+    where = ("($reason IS NULL OR reason = $reason) "
+             "AND ($files IS NULL OR list_contains($files, source_file))")
+    by_reason = records(con.execute(
+        f"""SELECT kind, reason, count(*) AS n_rows, count(DISTINCT file_id) AS n_files
+            FROM quarantine WHERE {where}
+            GROUP BY kind, reason ORDER BY n_rows DESC, kind, reason""", params))
+    rows = records(con.execute(
+        f"""SELECT file_id, source_file, kind, row_number, reason, detail,
+                   CAST(raw AS VARCHAR) AS raw
+            FROM quarantine WHERE {where}
+            ORDER BY file_id, row_number LIMIT $limit""", {**params, "limit": limit}))
+    return by_reason, rows
+
+
 def quarantine_by_reason(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Quarantined rows per (kind, reason). Columns: kind, reason, n_rows, n_files."""
-    return con.execute(
-        """SELECT kind, reason, count(*) AS n_rows, count(DISTINCT file_id) AS n_files
-           FROM quarantine GROUP BY kind, reason ORDER BY n_rows DESC, kind, reason"""
-    ).df()
+    by_reason, _ = quarantine_records(con, limit=0)
+    return pd.DataFrame(by_reason, columns=["kind", "reason", "n_rows", "n_files"])
 
 
 def quarantined_rows(con: duckdb.DuckDBPyConnection, reason: str | None = None,
                      source_file: str | None = None, limit: int = 50) -> pd.DataFrame:
-    """Quarantined rows, optionally of one reason / one file, oldest file first.
-
-    Columns: file_id, source_file, kind, row_number, reason, detail, raw (JSON text, PII
-    already hashed at ingest).
-    """
-    if reason is not None and reason not in REASONS:
-        raise QueryError(f"unknown reason {reason!r}; reasons are: {', '.join(REASONS)}")
-    return con.execute(
-        """SELECT file_id, source_file, kind, row_number, reason, detail, CAST(raw AS VARCHAR) AS raw
-           FROM quarantine
-           WHERE ($reason IS NULL OR reason = $reason) AND ($file IS NULL OR source_file = $file)
-           ORDER BY file_id, row_number LIMIT $limit""",
-        {"reason": reason, "file": source_file, "limit": limit},
-    ).df()
+    """Quarantined rows, optionally of one reason / one file, oldest file first (the rows of
+    :func:`quarantine_records`, as a frame)."""
+    _, rows = quarantine_records(con, reason, None if source_file is None else [source_file],
+                                 limit)
+    return pd.DataFrame(rows, columns=["file_id", "source_file", "kind", "row_number", "reason",
+                                       "detail", "raw"])
 
 
 def registered_columns(con: duckdb.DuckDBPyConnection, kind: str | None = None) -> pd.DataFrame:
