@@ -63,6 +63,7 @@ SEVERITY_RANK = {"page": 2, "ticket": 1}
 #: Exit codes of ``lossboard alerts``.
 EXIT_OK, EXIT_TICKET, EXIT_PAGE = 0, 1, 2
 _STEP_US = slo.STEP_US
+_STEPS_PER_HOUR = 3_600_000_000 // _STEP_US
 
 
 @dataclass(frozen=True)
@@ -287,11 +288,12 @@ def _threshold_alerts(ctx: _Ctx, rule: Rule, frame: pd.DataFrame, *, below: bool
             continue
         version = str(key) if key_kind == "version" else None
         details = (("column", str(key)),) if key_kind == "column" else ()
-        judged = np.flatnonzero(enough)
-        if not (enough & ~cond).any() and judged.size and judged[0] == 0:
-            # No step of the look-back said "not firing" and its first step already fired:
-            # it began then or earlier. A key whose first judged step comes later (a version
-            # rolled out inside the look-back) began there: no flag.
+        seen = np.flatnonzero(support > 0)
+        if not (enough & ~cond).any() and seen.size and seen[0] <= _STEPS_PER_HOUR:
+            # No step of the look-back said "not firing", and the key had rows from its first
+            # hour on (a quiet night's too few are unknown, not absent): it began at since or
+            # earlier. A key first seen later (a version rolled out inside the look-back)
+            # began there: no flag.
             details += (("since_is_lookback_limit", "true"),)
         current = float(value[-1])
         alerts.append(Alert(
