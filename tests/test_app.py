@@ -382,3 +382,18 @@ def test_not_a_database_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyP
     at = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT_S).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "cannot open" in at.error[0].value and "predictions.csv" in at.error[0].value
+
+
+def test_data_health_quarantine_examples_fit_the_page(predictions_db: tuple[Path, IngestReport],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # The examples ran off the right edge at 1440 px (full paths, the raw row one line): the
+    # file by its name, the detail and raw row in set widths, under 1,000 px in all.
+    db, report = predictions_db
+    (f,) = report.files
+    at = _run_app(db, monkeypatch, DATA_HEALTH)
+    (shown,) = [d for d in at.dataframe if "raw" in d.value.columns]
+    order = list(shown.proto.column_order)
+    assert order == ["file_id", "file", "row_number", "reason", "detail", "raw"]
+    assert set(shown.value["file"]) == {Path(f.path).name}
+    columns = json.loads(shown.proto.columns)
+    assert sum(columns[c]["width"] for c in order) < 1000

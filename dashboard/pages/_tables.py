@@ -119,6 +119,26 @@ def ingest_runs_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any],
                     "placeholder": "—"}, where)
 
 
+def quarantine_examples_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``health.quarantined_rows`` as Data health shows them: the file by its name (the
+    ingest-runs table above says where it came from), narrow id columns, and the detail and
+    raw row in columns that wrap into the page's width; the whole raw row is in the cell's
+    tooltip and in ``lossboard quarantine --json``."""
+    frame = rows.copy()
+    frame["file"] = [posixpath.basename(str(p)) or str(p) for p in frame["source_file"]]
+    config = {
+        "file_id": st.column_config.NumberColumn("#", format="%d", width=40,
+                                                 help="the file's number in the ingest runs"),
+        "file": st.column_config.TextColumn("file", width=120),
+        "row_number": st.column_config.NumberColumn("row", format="%d", width=60,
+                                                    help="the row's position in its file"),
+        "reason": st.column_config.TextColumn("reason", width=140),
+        "detail": st.column_config.TextColumn("detail", width=260),
+        "raw": st.column_config.TextColumn("raw row (PII hashed)", width=320),
+    }
+    return frame, {"column_order": list(config), "column_config": config}
+
+
 # --------------------------------------------------------------------------- drift
 #: Scientific notation stops at double precision: a KS p-value reported as 0 underflowed.
 P_FLOOR_TEXT = "< 1e-300"

@@ -46,7 +46,9 @@ if by_reason.empty:
 else:
     st.dataframe(by_reason, hide_index=True)
     reason = st.selectbox("Examples of", by_reason["reason"].unique().tolist(), key="reason")
-    st.dataframe(query(health.quarantined_rows, reason=reason, limit=20), hide_index=True)
+    examples, examples_config = _tables.quarantine_examples_table(
+        query(health.quarantined_rows, reason=reason, limit=20))
+    st.dataframe(examples, hide_index=True, **examples_config)
 
 st.subheader("Labels without a prediction yet")
 # The count is cheap; the examples are an anti-join (seconds at 10M rows): only when needed.
