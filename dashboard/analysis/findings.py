@@ -120,6 +120,10 @@ def last_run(flags: Sequence[bool | None]) -> Run | None:
     ``flags`` per bucket in time order: True bad, False good, None unknown (too few samples).
     An unknown bucket neither breaks a run nor starts one; a run is ongoing when no False
     follows it. Example: ``[False, True, None, True, None]`` -> first 1, last 3, ongoing.
+
+    Variants of the same rule live in alerts._trailing_run (the run must end at the last
+    step), alerts._drift_since (days, numpy), labels.stall_onset and _score_findings; they
+    differ in what ends a run and in the two-bucket minimum, so merging them needs care.
     """
     i = len(flags) - 1
     while i >= 0:
