@@ -268,15 +268,22 @@ def _flat(where: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Floats to 12 significant digits, p-values to 6. A p-value far in the tail moves by
-    about t² times its t statistic's relative error (p = 5.6e-80 at t = 19 moved in its 12th
-    digit between two runs over the same data), so 12 digits still differed; 6 carry every
-    digit a p-value means."""
+    """Floats to 9 decimal places, p-values to 6 significant digits: a function of the data,
+    not of the order DuckDB's threads summed in.
+
+    Significant digits do not do for differences: an excess loss of 0.00034 is a difference
+    of two means near 0.3, so the sums' last-bit noise (about 1e-15 absolute) sits in its
+    12th significant digit, which then differed between two runs over the same data; 9
+    decimals leave that noise 1e5 times below the last digit kept. A p-value far in the tail
+    moves by about t² times its t statistic's relative error (p = 5.6e-80 at t = 19 moved in
+    its 12th digit), so it keeps 6 significant digits, every digit a p-value means."""
     out = frame.copy()
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
-            digits = 6 if "p_value" in col or "pvalue" in col else 12
-            out[col] = out[col].map(lambda v, d=digits: v if pd.isna(v) else float(f"{v:.{d}g}"))
+            if "p_value" in col or "pvalue" in col:
+                out[col] = out[col].map(lambda v: v if pd.isna(v) else float(f"{v:.6g}"))
+            else:
+                out[col] = out[col].map(lambda v: v if pd.isna(v) else round(v, 9) + 0.0)
     return out
 
 
@@ -349,8 +356,8 @@ def build_html(con: duckdb.DuckDBPyConnection, flt: Filter, *, bins: int = 10,
     excess = segments.excess_loss_all(con, replace(flt, reference_start=None, reference_end=None,
                                                    reference_version=None),
                                       min_samples=min_samples)
-    # DuckDB sums in parallel, so the last bits of a float vary from run to run; 12
-    # significant digits make the file a function of the data (same bytes every time).
+    # DuckDB sums in parallel, so the last bits of a float vary from run to run; rounding
+    # (_rounded) makes the file a function of the data (same bytes every time).
     days, versions, excess = _rounded(days), _rounded(versions), _rounded(excess)
     kpis = replace(kpis, frame=_rounded(kpis.frame))
     figure = _Figures()
