@@ -125,17 +125,26 @@ def _events_word(spec: Slo) -> str:
     return "no labelled prediction"
 
 
+def burn_rate_missing(statuses: list[slo.SloStatus | None]) -> bool:
+    """Whether an SLO has a burn rate without events, which a label stall usually explains."""
+    return any(s is not None and any(b.burn_rate is None for b in s.burn_rates) for s in statuses)
+
+
+def stall_start(stall: labels.LabelStall) -> Any | None:
+    """When label delivery stalled (the onset, else the first mature hour judged); None when
+    labels are not stalled."""
+    return (stall.onset or stall.recent_start) if stall.stalled else None
+
+
 def stalled_since(con: duckdb.DuckDBPyConnection, flt: Filter,
                   statuses: list[slo.SloStatus | None]) -> Any | None:
-    """When label delivery stalled (labels.label_stall's onset), if an SLO has a burn rate
-    without events (the usual cause) and labels are stalled; else None."""
-    if not any(s is not None and any(b.burn_rate is None for b in s.burn_rates) for s in statuses):
+    """:func:`stall_start` for the SLO table's note, when a burn rate is missing; else None."""
+    if not burn_rate_missing(statuses):
         return None
     try:
-        stall = labels.label_stall(con, flt)
+        return stall_start(labels.label_stall(con, flt))
     except LossboardError:
         return None
-    return (stall.onset or stall.recent_start) if stall.stalled else None
 
 
 def slo_status_row(spec: Slo, status: Any | None, problem: str | None = None, *,

@@ -11,19 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TS, query, scalar, write_csv
-from lossboard.dashboard.cli import _short_names, app, matching_source_files
-
-MODEL = ["--model", "fraud", "--model-version", "v3"]
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The CLI reads ./lossboard.toml when present: run every test in an empty folder.
-    monkeypatch.chdir(tmp_path)
-
-
-def invoke(cli: CliRunner, *args: object):
-    return cli.invoke(app, [str(a) for a in args])
+from lossboard.dashboard.cli import _short_names, matching_source_files
+# invoke, the model flags, and the autouse fixture that runs each test in an empty folder
+# (the CLI reads ./lossboard.toml when present).
+from test_cli import MODEL, _no_stray_config, invoke  # noqa: F401 - a fixture, by name
 
 
 def strict_json(text: str):

@@ -122,12 +122,10 @@ for spec in slos:
         statuses.append(None)
         problems.append(str(exc))
 stalled_since = None
-if any(s is not None and any(b.burn_rate is None for b in s.burn_rates) for s in statuses):
+if html_report.burn_rate_missing(statuses):
     # A burn rate without events: say whether labels stopped arriving (the usual cause).
     try:
-        stall = query(labels.label_stall, flt=window)
-        if stall.stalled:
-            stalled_since = stall.onset or stall.recent_start
+        stalled_since = html_report.stall_start(query(labels.label_stall, flt=window))
     except LossboardError:
         stalled_since = None
 slo_lines = _tables.slo_target_lines(slos, statuses, flt.model, flt.versions, flt.segments)
